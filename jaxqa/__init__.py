@@ -1,0 +1,1 @@
+"""jaxqa: extractive question answering in JAX/Flax."""

@@ -1,0 +1,5 @@
+import sys
+
+from jaxqa.cli import main
+
+sys.exit(main())

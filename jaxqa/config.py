@@ -1,0 +1,95 @@
+"""The one typed configuration of a run. Flags, defaults and help text all come from here."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import field
+from pathlib import Path
+from typing import Literal
+
+from jaxqa.errors import ConfigError
+
+SAMPLE_DIR = Path(__file__).parent / "sample_data"
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclasses.dataclass
+class RunConfig:
+    # Model
+    model_name_or_path: str | None = _f(None, "Hugging Face checkpoint directory or Hub id "
+                                        "(default: the packaged MiniLM-L6-H384)")
+    tokenizer_name: str | None = _f(None, "tokenizer directory or Hub id, if not the model's")
+    cache_dir: str | None = _f(None, "where Hub downloads are cached")
+    dtype: Literal["float32", "bfloat16"] = _f("float32", "compute dtype (parameters stay float32)")
+    # Data
+    train_file: str | None = _f(None, "SQuAD-format JSON (nested or flat) or JSON lines for training")
+    validation_file: str | None = _f(None, "SQuAD-format file to evaluate on")
+    max_train_samples: int | None = _f(None, "keep only the first N training examples")
+    max_eval_samples: int | None = _f(None, "keep only the first N evaluation examples")
+    max_seq_length: int = _f(384, "tokens per window (question + context + special tokens)")
+    doc_stride: int = _f(128, "tokens of overlap between the windows of a long context")
+    max_query_length: int = _f(64, "questions are cut to this many tokens")
+    max_answer_length: int = _f(30, "longest answer span, in tokens, that decoding may return")
+    pad_to_max_length: bool = _f(False, "pad every batch to max_seq_length instead of length buckets")
+    bucket_width: int = _f(64, "length buckets are multiples of this many tokens")
+    # What to do
+    do_train: bool = _f(False, "fine-tune on --train_file")
+    do_eval: bool = _f(False, "evaluate on --validation_file")
+    eval_before_training: bool = _f(False, "also evaluate the model before fine-tuning, for comparison")
+    output_dir: str = _f("jaxqa_output", "where predictions, metrics and logs are written")
+    # Optimisation (names and defaults as in Hugging Face TrainingArguments)
+    per_device_train_batch_size: int = _f(8, "training examples per device per step")
+    per_device_eval_batch_size: int = _f(32, "evaluation examples per device per step")
+    learning_rate: float = _f(5e-5, "peak AdamW learning rate")
+    weight_decay: float = _f(0.0, "AdamW weight decay (never on biases and LayerNorm)")
+    adam_beta1: float = _f(0.9, "AdamW beta1")
+    adam_beta2: float = _f(0.999, "AdamW beta2")
+    adam_epsilon: float = _f(1e-8, "AdamW epsilon")
+    max_grad_norm: float = _f(1.0, "clip gradients to this global norm (0: no clipping)")
+    num_train_epochs: float = _f(3.0, "passes over the training features (fractions allowed)")
+    warmup_ratio: float = _f(0.0, "share of steps with linearly rising learning rate")
+    warmup_steps: int = _f(0, "warmup steps (overrides --warmup_ratio when > 0)")
+    logging_steps: int = _f(50, "log loss, learning rate and throughput every N steps")
+    seed: int = _f(42, "seed for initialisation, shuffling and dropout")
+    # Where it runs
+    accelerator: Literal["auto", "cpu", "gpu", "tpu"] = _f("auto", "JAX backend; fails if it is not present")
+
+    def validate(self) -> "RunConfig":
+        """Reject inconsistent settings before any work starts."""
+        if not (self.do_train or self.do_eval):
+            raise ConfigError("nothing to do: pass --do_train and/or --do_eval")
+        if self.do_train and not self.train_file:
+            raise ConfigError("--do_train needs --train_file")
+        if self.do_eval and not self.validation_file:
+            raise ConfigError("--do_eval needs --validation_file")
+        positive = ["max_seq_length", "max_query_length", "max_answer_length", "per_device_train_batch_size",
+                    "per_device_eval_batch_size", "logging_steps", "bucket_width"]
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")
+        for name in ("learning_rate", "num_train_epochs"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")
+        if self.doc_stride < 0 or not 0 <= self.warmup_ratio <= 1 or self.weight_decay < 0:
+            raise ConfigError("--doc_stride and --weight_decay must be >= 0 and --warmup_ratio in [0, 1]")
+        return self
+
+    @property
+    def bucket(self) -> int | None:
+        return None if self.pad_to_max_length else self.bucket_width
+
+
+def default_run() -> RunConfig:
+    """What `python run_qa.py` does with no arguments: a short real fine-tune on the bundled sample."""
+    return RunConfig(
+        train_file=str(SAMPLE_DIR / "squad_sample_train.json"),
+        validation_file=str(SAMPLE_DIR / "squad_sample_dev.json"),
+        do_train=True, do_eval=True, eval_before_training=True,
+        max_seq_length=256, doc_stride=128, per_device_train_batch_size=16,
+        learning_rate=1e-4, num_train_epochs=2.0, warmup_ratio=0.1, weight_decay=0.01,
+        logging_steps=10, output_dir=os.path.join("jaxqa_output", "default_run"),
+    )

@@ -1,0 +1,21 @@
+"""One exception type for every problem a user can fix.
+
+The CLI prints these as a single line (no traceback): the message names the file, record or
+flag at fault and says what to do.
+"""
+
+
+class JaxqaError(Exception):
+    """A user-facing error whose message is complete on its own."""
+
+
+class DataError(JaxqaError):
+    """A data file is missing, malformed or holds a bad record."""
+
+
+class ModelError(JaxqaError):
+    """A model directory or checkpoint cannot be used."""
+
+
+class ConfigError(JaxqaError):
+    """A flag or config value is invalid or inconsistent."""

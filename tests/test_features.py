@@ -1,0 +1,112 @@
+"""Windows, labels and offsets on real SQuAD data (English and Chinese)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from jaxqa.data import load_examples
+from jaxqa.errors import ConfigError
+from jaxqa.features import load_tokenizer, tokenize
+
+
+def _check_labels(examples, feats):
+    """Every window holding the whole answer points at exactly its tokens; the rest point at CLS.
+
+    Returns how many labelled answers do not start/end on a token boundary (e.g. gold "gold" inside
+    the token "golden"): for those the label is the smallest token span covering the answer.
+    """
+    unaligned = 0
+    for row in range(len(feats)):
+        ex = feats.example_index[row]
+        a_start = ex_start = examples.answer_starts[ex][0]
+        gold = examples.answer_texts[ex][0]
+        a_end = ex_start + len(gold)
+        offs = feats.offsets[row]
+        ctx = offs[:, 0] >= 0
+        holds = offs[ctx, 0].min() <= a_start and offs[ctx, 1].max() >= a_end
+        s, e = feats.start_positions[row], feats.end_positions[row]
+        if not holds:
+            assert s == e == 0, f"window {row} lacks the answer but is labelled {s}..{e}"
+            continue
+        assert 0 < s <= e and ctx[s] and ctx[e]
+        text = examples.contexts[ex][offs[s, 0]:offs[e, 1]]
+        aligned = (offs[ctx, 0] == a_start).any() and (offs[ctx, 1] == a_end).any()
+        if aligned:
+            assert text == gold, (row, text, gold)
+        else:
+            unaligned += 1
+            assert offs[s, 0] <= a_start < offs[s, 1] and offs[e, 0] < a_end <= offs[e, 1], (row, text, gold)
+            assert gold in text
+    return unaligned
+
+
+def _expected_windows(examples, tokenizer, max_len, stride, max_query):
+    """Windows per example from the doc-stride arithmetic: room = max_len - question - 3 tokens of
+    context per window, each next window starting (room - stride) tokens further."""
+    q_len = [min(len(ids), max_query) for ids in
+             tokenizer([q.lstrip() for q in examples.questions], add_special_tokens=False)["input_ids"]]
+    c_len = [len(ids) for ids in tokenizer(examples.contexts, add_special_tokens=False)["input_ids"]]
+    counts = []
+    for q, c in zip(q_len, c_len):
+        room = max_len - q - 3
+        counts.append(1 if c <= room else 1 + math.ceil((c - room) / (room - stride)))
+    return np.array(counts)
+
+
+@pytest.mark.parametrize("max_len,stride", [(384, 128), (256, 128), (160, 64)])
+def test_squad_dev_windows_and_labels(data_dir, minilm_tokenizer, max_len, stride):
+    examples = load_examples(data_dir / "squad_v1.1/dev.json")
+    feats = tokenize(examples, minilm_tokenizer, max_seq_length=max_len, doc_stride=stride)
+    for name in ("input_ids", "token_type_ids", "attention_mask", "offsets", "start_positions"):
+        assert getattr(feats, name).dtype == np.int32
+    assert feats.input_ids.shape == (len(feats), max_len)
+    counts = np.bincount(feats.example_index, minlength=len(examples))
+    np.testing.assert_array_equal(counts, _expected_windows(examples, minilm_tokenizer, max_len, stride, 64))
+    assert counts.max() > 1  # long contexts really overflow
+    unaligned = _check_labels(examples, feats)
+    labelled = int((feats.start_positions > 0).sum())
+    assert labelled > 0.9 * len(examples)
+    # Four dev answers end inside a word ("successful" of "successfully", "Japan" of "Japanese", ...).
+    assert unaligned <= 8, unaligned
+
+
+def test_chinese_windows_and_labels(data_dir):
+    tokenizer = load_tokenizer(data_dir / "vocab/bert-base-chinese")
+    examples = load_examples(data_dir / "xquad/xquad.zh.json")
+    feats = tokenize(examples, tokenizer, max_seq_length=256, doc_stride=64)
+    counts = np.bincount(feats.example_index, minlength=len(examples))
+    np.testing.assert_array_equal(counts, _expected_windows(examples, tokenizer, 256, 64, 64))
+    unaligned = _check_labels(examples, feats)
+    labelled = int((feats.start_positions > 0).sum())
+    assert labelled > 0.9 * len(examples) and unaligned < 0.02 * labelled
+    # Chinese characters are single tokens: the answer comes back character for character.
+    row = int(np.flatnonzero(feats.start_positions > 0)[0])
+    ex = feats.example_index[row]
+    s, e = feats.start_positions[row], feats.end_positions[row]
+    assert examples.contexts[ex][feats.offsets[row, s, 0]:feats.offsets[row, e, 1]] == examples.answer_texts[ex][0]
+
+
+def test_unanswerable_points_at_cls(data_dir, minilm_tokenizer):
+    examples = load_examples(data_dir / "fixtures/squad_v2_small.json")
+    feats = tokenize(examples, minilm_tokenizer, max_seq_length=192, doc_stride=64)
+    impossible = examples.is_impossible[feats.example_index]
+    assert impossible.any()
+    assert (feats.start_positions[impossible] == 0).all() and (feats.end_positions[impossible] == 0).all()
+    assert (feats.input_ids[:, 0] == minilm_tokenizer.cls_token_id).all()
+
+
+def test_long_questions_are_cut_to_max_query_length(minilm_tokenizer, data_dir):
+    examples = load_examples(data_dir / "fixtures/flat_sample.json").select([0])
+    examples.questions[0] = "why " * 100 + examples.questions[0]
+    feats = tokenize(examples, minilm_tokenizer, max_seq_length=128, doc_stride=32, max_query_length=16)
+    first_context = int(np.argmax(feats.offsets[0, :, 0] >= 0))
+    assert first_context == 1 + 16 + 1  # [CLS] 16 question tokens [SEP]
+
+
+def test_window_too_small_for_stride_is_rejected(minilm_tokenizer, data_dir):
+    examples = load_examples(data_dir / "fixtures/flat_sample.json")
+    with pytest.raises(ConfigError, match=r"--doc_stride 128 leaves no room.*make doc_stride smaller"):
+        tokenize(examples, minilm_tokenizer, max_seq_length=160, doc_stride=128)

@@ -1,0 +1,85 @@
+"""Loss against hand-computed values; padding gets no gradient; a train step learns."""
+
+from __future__ import annotations
+
+import math
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxqa import batching, train_state
+from jaxqa.data import load_examples
+from jaxqa.features import tokenize
+from jaxqa.steps import qa_loss
+
+LN3 = math.log(3)
+
+
+def _batch(**extra):
+    batch = {
+        "attention_mask": jnp.array([[1, 1, 1, 0], [1, 1, 0, 0]]),
+        "start_positions": jnp.array([1, 1]),
+        "end_positions": jnp.array([0, 0]),
+        "weights": jnp.array([1.0, 1.0]),
+    }
+    batch.update(extra)
+    return batch
+
+
+START = jnp.array([[0.0, 0.0, 0.0, 100.0], [0.0, LN3, 50.0, 50.0]])
+END = jnp.array([[2.0, 2.0, 2.0, -7.0], [0.0, 0.0, 9.0, 9.0]])
+
+
+def test_loss_hand_computed_with_padding():
+    # Example 0: start and end uniform over 3 real tokens -> log 3 each (the 100 on padding is ignored).
+    # Example 1: start p = 3/(1+3) -> log(4/3); end uniform over 2 -> log 2.
+    # Loss = mean over examples of (start + end) / 2 = (log 3 + (log(4/3) + log 2) / 2) / 2 = 0.7945135
+    loss = qa_loss(START, END, _batch())
+    assert abs(float(loss) - 0.7945135) < 1e-6
+    assert abs(float(loss) - (LN3 + 0.5 * math.log(8 / 3)) / 2) < 1e-6
+
+
+def test_padding_gets_no_gradient_and_filler_rows_count_zero():
+    grad_start, grad_end = jax.grad(lambda s, e: qa_loss(s, e, _batch()), argnums=(0, 1))(START, END)
+    pad = _batch()["attention_mask"] == 0
+    assert np.all(np.asarray(grad_start)[pad] == 0) and np.all(np.asarray(grad_end)[pad] == 0)
+    assert np.all(np.asarray(grad_start)[~pad] != 0)
+    # A filler row (weight 0) leaves the loss of the real row unchanged.
+    only_first = qa_loss(START, END, _batch(weights=jnp.array([1.0, 0.0])))
+    assert abs(float(only_first) - LN3) < 1e-6
+
+
+OPT = types.SimpleNamespace(seed=0, dtype="float32", learning_rate=3e-4, weight_decay=0.01, adam_beta1=0.9,
+                            adam_beta2=0.999, adam_epsilon=1e-8, max_grad_norm=1.0, warmup_ratio=0.0,
+                            warmup_steps=0)
+
+
+def test_train_steps_reduce_loss_on_real_batch(tiny_bert_dir, minilm_tokenizer, data_dir):
+    feats = tokenize(load_examples(data_dir / "fixtures/flat_sample.json"), minilm_tokenizer,
+                     max_seq_length=128, doc_stride=32)
+    state = train_state.create_train_state(OPT, tiny_bert_dir, total_steps=30)
+    plan = batching.plan_batches(feats.lengths, 8, max_seq_length=128, bucket_width=None)[0]
+    batch = batching.gather(feats.train_arrays(), plan)
+    step = jax.jit(train_state.train_step, donate_argnums=0)
+    losses = []
+    for _ in range(30):
+        state, m = step(state, batch)
+        losses.append(float(m["loss"]))
+    assert int(state.step) == 30
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_optimizer_skips_decay_on_bias_and_layernorm(tiny_bert_dir):
+    """With lr schedule at its peak and zero gradients, only decayed tensors move."""
+    from flax import nnx
+
+    cfg = types.SimpleNamespace(**{**vars(OPT), "weight_decay": 0.5, "max_grad_norm": 0.0})
+    state = train_state.create_train_state(cfg, tiny_bert_dir, total_steps=10)
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
+    updates, _ = state.tx.update(zeros, state.opt_state, state.params)
+    flat = nnx.to_flat_state(updates)
+    for path, value in flat:
+        moved = bool(jnp.any(value.get_value() if hasattr(value, "get_value") else value != 0))
+        assert moved == (path[-1] not in ("bias", "scale")), path
