@@ -87,7 +87,7 @@ def run_peer(trainer_features, examples, eval_examples, eval_features, steps: in
                 starts.append(o.start_logits.numpy())
                 ends.append(o.end_logits.numpy())
         texts = decode.decode(eval_examples.contexts, np.concatenate(starts), np.concatenate(ends),
-                              eval_features.offsets, eval_features.example_index, max_answer_length=30)
+                              eval_features.offsets, eval_features.example_index, max_answer_length=30).texts
         out.update(metrics.squad_v1(dict(zip(eval_examples.ids, texts)),
                                     dict(zip(eval_examples.ids, eval_examples.answer_texts))))
     return out

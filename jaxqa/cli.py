@@ -14,6 +14,7 @@ import sys
 import typing
 from pathlib import Path
 
+from jaxqa import metrics
 from jaxqa.config import RunConfig, default_run
 from jaxqa.errors import ConfigError, JaxqaError
 
@@ -97,14 +98,15 @@ def run(config: RunConfig, *, announce=print) -> dict:
         results["train_seconds"] = round(trainer.train_seconds, 1)
     if config.do_eval:
         results["eval"] = trainer.evaluate()
+    if config.do_predict:
+        results["predict"] = trainer.evaluate("predict")
+        announce(f"predictions for {results['predict']['num_examples']} questions of {config.test_file} in "
+                 f"{config.output_dir}/predict_predictions.json")
     if "before_training" in results:
-        b = results["before_training"]
-        announce(f"before fine-tuning: exact_match {b['exact_match']:.2f}  f1 {b['f1']:.2f}")
+        announce(f"before fine-tuning: {metrics.summary(results['before_training'])}")
     if "eval" in results:
-        r = results["eval"]
-        announce(f"{'after fine-tuning' if config.do_train else 'evaluation'}: exact_match "
-                 f"{r['exact_match']:.2f}  f1 {r['f1']:.2f}  ({r['num_examples']} questions, "
-                 f"{config.validation_file})")
+        announce(f"{'after fine-tuning' if config.do_train else 'evaluation'}: {metrics.summary(results['eval'])}  "
+                 f"({results['eval']['num_examples']} questions, {config.validation_file})")
     if config.do_train:
         announce(f"training time: {results['train_seconds']:.1f}s; outputs in {config.output_dir}/")
     return results

@@ -22,23 +22,36 @@ class RunConfig:
     # Model
     model_name_or_path: str | None = _f(None, "Hugging Face checkpoint directory or Hub id "
                                         "(default: the packaged MiniLM-L6-H384)")
+    config_name: str | None = _f(None, "config.json (or its directory) of a model to train from random "
+                                 "initialisation, when no --model_name_or_path is given")
     tokenizer_name: str | None = _f(None, "tokenizer directory or Hub id, if not the model's")
     cache_dir: str | None = _f(None, "where Hub downloads are cached")
     dtype: Literal["float32", "bfloat16"] = _f("float32", "compute dtype (parameters stay float32)")
     # Data
     train_file: str | None = _f(None, "SQuAD-format JSON (nested or flat) or JSON lines for training")
     validation_file: str | None = _f(None, "SQuAD-format file to evaluate on")
+    test_file: str | None = _f(None, "SQuAD-format file to predict on (answers not needed)")
     max_train_samples: int | None = _f(None, "keep only the first N training examples")
     max_eval_samples: int | None = _f(None, "keep only the first N evaluation examples")
+    max_predict_samples: int | None = _f(None, "keep only the first N prediction examples")
+    on_bad_record: Literal["error", "skip"] = _f("error", "a malformed record stops the run (error) or is left "
+                                                 "out, counted and listed in skipped_records.jsonl (skip)")
     max_seq_length: int = _f(384, "tokens per window (question + context + special tokens)")
     doc_stride: int = _f(128, "tokens of overlap between the windows of a long context")
     max_query_length: int = _f(64, "questions are cut to this many tokens")
     max_answer_length: int = _f(30, "longest answer span, in tokens, that decoding may return")
+    n_best_size: int = _f(20, "spans per question kept in nbest_predictions.json")
+    version_2_with_negative: bool = _f(False, "some questions have no answer (SQuAD v2.0): predict \"\" when "
+                                       "the no-answer score wins; switched on by itself when the data has any")
+    null_score_diff_threshold: float = _f(0.0, "v2: answer \"\" when null score - best span score exceeds this")
+    metric: Literal["auto", "squad", "squad_v2", "cmrc"] = _f("auto", "scoring: auto picks squad_v2 for data with "
+                                                              "unanswerable questions, cmrc for Chinese, else squad")
     pad_to_max_length: bool = _f(False, "pad every batch to max_seq_length instead of length buckets")
     bucket_width: int = _f(64, "length buckets are multiples of this many tokens")
     # What to do
     do_train: bool = _f(False, "fine-tune on --train_file")
     do_eval: bool = _f(False, "evaluate on --validation_file")
+    do_predict: bool = _f(False, "write predictions for --test_file")
     eval_before_training: bool = _f(False, "also evaluate the model before fine-tuning, for comparison")
     output_dir: str = _f("jaxqa_output", "where predictions, metrics and logs are written")
     # Optimisation (names and defaults as in Hugging Face TrainingArguments)
@@ -58,16 +71,18 @@ class RunConfig:
     # Where it runs
     accelerator: Literal["auto", "cpu", "gpu", "tpu"] = _f("auto", "JAX backend; fails if it is not present")
 
-    def validate(self) -> "RunConfig":
+    def validate(self) -> RunConfig:
         """Reject inconsistent settings before any work starts."""
-        if not (self.do_train or self.do_eval):
-            raise ConfigError("nothing to do: pass --do_train and/or --do_eval")
+        if not (self.do_train or self.do_eval or self.do_predict):
+            raise ConfigError("nothing to do: pass --do_train, --do_eval and/or --do_predict")
+        if self.do_predict and not self.test_file:
+            raise ConfigError("--do_predict needs --test_file")
         if self.do_train and not self.train_file:
             raise ConfigError("--do_train needs --train_file")
         if self.do_eval and not self.validation_file:
             raise ConfigError("--do_eval needs --validation_file")
         positive = ["max_seq_length", "max_query_length", "max_answer_length", "per_device_train_batch_size",
-                    "per_device_eval_batch_size", "logging_steps", "bucket_width"]
+                    "per_device_eval_batch_size", "logging_steps", "bucket_width", "n_best_size"]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")

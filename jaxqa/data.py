@@ -28,11 +28,12 @@ class Examples:
     answer_starts: list[list[int]]
     is_impossible: np.ndarray  # bool [n]
     source: str = ""
+    skipped: list[dict] = dataclasses.field(default_factory=list)  # bad records left out, with the reason
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def select(self, indices) -> "Examples":
+    def select(self, indices) -> Examples:
         indices = list(indices)
         return Examples(
             ids=[self.ids[i] for i in indices],
@@ -128,48 +129,68 @@ def _nearest_occurrence(context: str, text: str, start: int) -> str:
     return f"the text occurs at offset {min(hits, key=lambda h: abs(h - start))}"
 
 
-def load_examples(path: str | Path, *, require_answers: bool = True) -> Examples:
-    """Load and validate one SQuAD-format file. `require_answers` is off for prediction files."""
+def _check_record(path: Path, where: str, rec: dict, nested: bool, require_answers: bool, seen: dict):
+    """(texts, starts, is_impossible) of a valid record; DataError naming the record otherwise."""
+    for field in ("id", "question", "context"):
+        value = rec.get(field)
+        if not isinstance(value, str) or (field != "id" and not value.strip()):
+            problem = "has no" if value is None else ("has an empty" if isinstance(value, str) else "has a non-string")
+            raise DataError(f"{path}: {where} {problem} '{field}'; every record needs a non-empty "
+                            f"string '{field}' (fix the record or remove it)")
+    if rec["id"] in seen:
+        raise DataError(f"{path}: {where} repeats id {rec['id']!r} (first seen in {seen[rec['id']]}); "
+                        "ids must be unique")
+    texts, starts = _answers(rec)
+    # Flat (Hugging Face) records mark unanswerable questions by an empty answer list; in a file
+    # to predict on, missing answers say nothing.
+    is_imp = bool(rec.get("is_impossible", not texts and not nested and require_answers))
+    if require_answers and not texts and not is_imp:
+        raise DataError(f"{path}: {where} has no answers; give 'answers' or mark it 'is_impossible': true")
+    if is_imp:
+        return [], [], True
+    if len(texts) != len(starts):
+        raise DataError(f"{path}: {where} has {len(texts)} answer texts but {len(starts)} answer_start values")
+    context = rec["context"]
+    for text, start in zip(texts, starts):
+        if not isinstance(text, str) or not text or isinstance(start, bool) or not isinstance(start, int):
+            raise DataError(f"{path}: {where} has an answer without a non-empty 'text' string and an "
+                            f"integer 'answer_start' ({text!r}, {start!r})")
+        if context[start:start + len(text)] != text:
+            raise DataError(
+                f"{path}: {where}: answer_start {start} does not match answer {text!r} (the context has "
+                f"{context[start:start + len(text)]!r} there; {_nearest_occurrence(context, text, start)}); "
+                "fix answer_start, or pass --on_bad_record skip to leave such records out"
+            )
+    return texts, starts, False
+
+
+def load_examples(path: str | Path, *, require_answers: bool = True, on_bad_record: str = "error") -> Examples:
+    """Load and validate one SQuAD-format file. `require_answers` is off for prediction files.
+
+    A bad record raises DataError (`on_bad_record="error"`) or is left out and listed in
+    `Examples.skipped` (`"skip"`); problems with the file itself always raise.
+    """
     path = Path(path)
-    ids, questions, contexts, texts_col, starts_col, impossible = [], [], [], [], [], []
+    ids, questions, contexts, texts_col, starts_col, impossible, skipped = [], [], [], [], [], [], []
     seen: dict[str, str] = {}
     for where, rec, nested in _flat_records(path, _read_json(path)):
-        for field in ("id", "question", "context"):
-            value = rec.get(field)
-            if not isinstance(value, str) or (field != "id" and not value.strip()):
-                problem = "has no" if value is None else ("has an empty" if isinstance(value, str) else "has a non-string")
-                raise DataError(f"{path}: {where} {problem} '{field}'; every record needs a non-empty "
-                                f"string '{field}' (fix the record or remove it)")
-        if rec["id"] in seen:
-            raise DataError(f"{path}: {where} repeats id {rec['id']!r} (first seen in {seen[rec['id']]}); "
-                            "ids must be unique")
+        try:
+            texts, starts, is_imp = _check_record(path, where, rec, nested, require_answers, seen)
+        except DataError as err:
+            if on_bad_record != "skip":
+                raise
+            skipped.append({"record": where, "problem": str(err).removeprefix(f"{path}: {where}").lstrip(": ")})
+            continue
         seen[rec["id"]] = where
-        texts, starts = _answers(rec)
-        # Flat (Hugging Face) records mark unanswerable questions by an empty answer list.
-        is_imp = bool(rec.get("is_impossible", not texts and (not nested or not require_answers)))
-        if require_answers and not texts and not is_imp:
-            raise DataError(f"{path}: {where} has no answers; give 'answers' or mark it 'is_impossible': true")
-        if is_imp:
-            texts, starts = [], []
-        if len(texts) != len(starts):
-            raise DataError(f"{path}: {where} has {len(texts)} answer texts but {len(starts)} answer_start values")
-        context = rec["context"]
-        for text, start in zip(texts, starts):
-            if not isinstance(text, str) or not text or isinstance(start, bool) or not isinstance(start, int):
-                raise DataError(f"{path}: {where} has an answer without a non-empty 'text' string and an "
-                                f"integer 'answer_start' ({text!r}, {start!r})")
-            if context[start:start + len(text)] != text:
-                raise DataError(
-                    f"{path}: {where}: answer_start {start} does not match answer {text!r} (the context has "
-                    f"{context[start:start + len(text)]!r} there; {_nearest_occurrence(context, text, start)}); "
-                    "fix answer_start"
-                )
         ids.append(rec["id"])
         questions.append(rec["question"])
-        contexts.append(context)
+        contexts.append(rec["context"])
         texts_col.append(texts)
         starts_col.append(starts)
         impossible.append(is_imp)
     if not ids:
-        raise DataError(f"{path}: no examples found; the file holds no questions")
-    return Examples(ids, questions, contexts, texts_col, starts_col, np.array(impossible, dtype=bool), str(path))
+        reason = f" ({len(skipped)} bad records skipped, first: {skipped[0]['problem']})" if skipped else ""
+        raise DataError(f"{path}: no examples found{reason}; the file holds no usable questions")
+    examples = Examples(ids, questions, contexts, texts_col, starts_col, np.array(impossible, dtype=bool), str(path))
+    examples.skipped = skipped
+    return examples

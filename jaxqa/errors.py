@@ -19,3 +19,7 @@ class ModelError(JaxqaError):
 
 class ConfigError(JaxqaError):
     """A flag or config value is invalid or inconsistent."""
+
+
+class TrainingError(JaxqaError):
+    """Training cannot go on (e.g. the loss became NaN or infinite)."""

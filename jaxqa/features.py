@@ -25,6 +25,7 @@ class Features:
     attention_mask: np.ndarray  # int32 [n, seq]
     offsets: np.ndarray  # int32 [n, seq, 2]
     example_index: np.ndarray  # int32 [n]: row of the example in its Examples
+    cls_index: np.ndarray  # int32 [n]: where "no answer" points
     start_positions: np.ndarray  # int32 [n]
     end_positions: np.ndarray  # int32 [n]
 
@@ -113,9 +114,9 @@ def tokenize(examples: Examples, tokenizer, *, max_seq_length: int = 384, doc_st
     # Context tokens: second segment, not special (BERT-style segment ids mark the pair).
     is_context = (token_type_ids == 1) & ~special & (attention_mask == 1)
     offsets = np.where(is_context[..., None], offsets, -1).astype(np.int32)
-    start_positions, end_positions = _label_windows(examples, example_index, offsets, is_context,
-                                                    cls_index=_cls_index(input_ids, tokenizer))
-    return Features(input_ids, token_type_ids, attention_mask, offsets, example_index,
+    cls_index = _cls_index(input_ids, tokenizer)
+    start_positions, end_positions = _label_windows(examples, example_index, offsets, is_context, cls_index)
+    return Features(input_ids, token_type_ids, attention_mask, offsets, example_index, cls_index,
                     start_positions, end_positions)
 
 

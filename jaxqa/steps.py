@@ -27,7 +27,8 @@ def qa_loss(start_logits, end_logits, batch):
     return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
-def _forward(graphdef, params, batch, *, deterministic: bool, dropout_key=None):
+def forward(graphdef, params, batch, *, deterministic: bool = True, dropout_key=None):
+    """(start_logits, end_logits) of the model `graphdef` with `params` on `batch`."""
     model = nnx.merge(graphdef, params)
     rngs = None if deterministic else nnx.Rngs(dropout=dropout_key)
     return model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
@@ -39,7 +40,7 @@ def train_step(state, batch):
     dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state.dropout_key, impl=DROPOUT_PRNG), state.step)
 
     def loss_fn(params):
-        start_logits, end_logits = _forward(state.graphdef, params, batch, deterministic=False,
+        start_logits, end_logits = forward(state.graphdef, params, batch, deterministic=False,
                                             dropout_key=dropout_key)
         return qa_loss(start_logits, end_logits, batch)
 
@@ -53,4 +54,4 @@ def train_step(state, batch):
 
 def eval_step(state, batch):
     """Start and end logits, float32 [batch, seq], without dropout."""
-    return _forward(state.graphdef, state.params, batch, deterministic=True)
+    return forward(state.graphdef, state.params, batch, deterministic=True)

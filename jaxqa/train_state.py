@@ -8,8 +8,9 @@ its schedule are static fields: they never change during a run.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +21,7 @@ from jaxqa import sharding, weights
 from jaxqa.models.bert import BertConfig, BertForQuestionAnswering
 from jaxqa.steps import DROPOUT_PRNG, eval_step, train_step  # re-exported: the public API lives here
 
-__all__ = ["TrainState", "create_train_state", "make_optimizer", "train_step", "eval_step", "build_model"]
+__all__ = ["TrainState", "create_train_state", "load_model", "make_optimizer", "train_step", "eval_step", "build_model"]
 
 log = logging.getLogger(__name__)
 
@@ -70,23 +71,30 @@ def build_model(model_config: BertConfig, *, seed: int = 0, dtype: str = "float3
     return BertForQuestionAnswering(model_config, rngs=nnx.Rngs(params=seed), dtype=COMPUTE_DTYPES[dtype])
 
 
-def create_train_state(config, model_path: str | Path | None = None, *, total_steps: int,
-                       mesh=None, from_pretrained: bool = True) -> TrainState:
-    """Model from `model_path` (a Hugging Face checkpoint directory or Hub id; the packaged MiniLM
-    when None), plus a fresh optimizer for `total_steps` steps, placed on `mesh`.
-
-    With `from_pretrained=False` the encoder keeps its random initialisation (config.json only).
-    """
-    model_dir = weights.resolve_model_dir(str(model_path) if model_path else None, getattr(config, "cache_dir", None))
+def load_model(model_path: str | Path | None = None, *, seed: int = 0, dtype: str = "float32",
+               from_pretrained: bool = True, cache_dir: str | None = None):
+    """(graphdef, params, model_config) of a Hugging Face BERT directory or Hub id (the packaged
+    MiniLM when None). A checkpoint without a QA head gets a fresh one; with `from_pretrained=False`
+    everything keeps its random initialisation (config.json only)."""
+    model_dir = weights.resolve_model_dir(str(model_path) if model_path else None, cache_dir)
     model_config = weights.load_config(model_dir)
-    model = build_model(model_config, seed=config.seed, dtype=config.dtype)
-    graphdef, params = nnx.split(model, nnx.Param)
+    graphdef, params = nnx.split(build_model(model_config, seed=seed, dtype=dtype), nnx.Param)
     if from_pretrained:
         loaded, _ = weights.checkpoint_to_params(weights.read_checkpoint(model_dir), model_config, str(model_dir))
         fresh = nnx.to_pure_dict(params)
-        loaded.setdefault("qa_outputs", fresh["qa_outputs"])  # fresh head when the checkpoint has none
+        loaded.setdefault("qa_outputs", fresh["qa_outputs"])
         _check_shapes(fresh, loaded, model_dir)
         nnx.replace_by_pure_dict(params, loaded)
+    return graphdef, params, model_config
+
+
+def create_train_state(config, model_path: str | Path | None = None, *, total_steps: int,
+                       mesh=None, from_pretrained: bool = True) -> TrainState:
+    """Model from `model_path` (see `load_model`) plus a fresh AdamW for `total_steps` steps,
+    placed on `mesh` (all devices on a data axis by default). `config` supplies seed, dtype and the
+    optimizer settings (a RunConfig, or anything with those attributes)."""
+    graphdef, params, _ = load_model(model_path, seed=config.seed, dtype=config.dtype, from_pretrained=from_pretrained,
+                                     cache_dir=getattr(config, "cache_dir", None))
     tx, schedule = make_optimizer(config, total_steps)
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
                        dropout_key=jax.random.key_data(jax.random.key(config.seed + 1, impl=DROPOUT_PRNG)),

@@ -20,9 +20,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxqa import batching, decode, metrics, sharding, weights
+from jaxqa.answer import QuestionAnswerer, scatter_logits
 from jaxqa.config import RunConfig
 from jaxqa.data import Examples, load_examples
-from jaxqa.errors import ConfigError, DataError
+from jaxqa.errors import ConfigError, TrainingError
 from jaxqa.features import Features, check_window, load_tokenizer, tokenize
 from jaxqa.train_state import TrainState, create_train_state, eval_step, train_step
 
@@ -43,11 +44,15 @@ def select_devices(accelerator: str) -> list:
                           f"(found: {', '.join(available)}); {hint} or use --accelerator cpu") from None
 
 
-def write_json(path: Path, obj) -> None:
+def write_text(path: Path, text: str) -> None:
     """Write then rename, so a reader never sees a half-written file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
 def prefetch(items, size: int = 2):
@@ -77,21 +82,35 @@ class Trainer:
         self.config = config.validate()
         self.mesh = mesh or sharding.make_mesh(select_devices(config.accelerator))
         self.out_dir = Path(config.output_dir)
-        self.model_dir = weights.resolve_model_dir(config.model_name_or_path, config.cache_dir)
+        # --config_name without --model_name_or_path: a model of that shape, randomly initialised.
+        self.pretrained = not (config.config_name and not config.model_name_or_path)
+        source = config.model_name_or_path
+        if not self.pretrained:
+            config_path = Path(config.config_name)
+            source = str(config_path.parent if config_path.is_file() else config_path)
+        self.model_dir = weights.resolve_model_dir(source, config.cache_dir)
         self.tokenizer = load_tokenizer(config.tokenizer_name or self.model_dir, config.cache_dir)
         check_window(config.max_seq_length, config.doc_stride, config.max_query_length, self.tokenizer)
         self.n_data = self.mesh.shape["data"]
         self.train_batch = config.per_device_train_batch_size * self.n_data
         self.eval_batch = config.per_device_eval_batch_size * self.n_data
-        self.train_examples = self.eval_examples = None
+        self.train_examples = self.eval_examples = self.predict_examples = None
+        self.skipped: list[dict] = []
         # Load and tokenise every file before compiling anything: bad data fails in seconds.
         if config.do_train:
             self.train_examples, self.train_features = self._load(config.train_file, config.max_train_samples)
         if config.do_eval:
             self.eval_examples, self.eval_features = self._load(config.validation_file, config.max_eval_samples)
+        if config.do_predict:
+            self.predict_examples, self.predict_features = self._load(config.test_file, config.max_predict_samples,
+                                                                      require_answers=False)
+        if self.skipped:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            write_text(self.out_dir / "skipped_records.jsonl",
+                       "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in self.skipped))
         self.total_steps = self._total_steps() if config.do_train else 1
         self.state: TrainState = create_train_state(config, self.model_dir, total_steps=self.total_steps,
-                                                    mesh=self.mesh)
+                                                    mesh=self.mesh, from_pretrained=self.pretrained)
         state_sharding = sharding.state_shardings(self.state, self.mesh)
         batch_sharding = sharding.batch_sharding(self.mesh)
         self._train_step = jax.jit(train_step, in_shardings=(state_sharding, batch_sharding),
@@ -100,9 +119,13 @@ class Trainer:
         self._eval_step = jax.jit(eval_step, in_shardings=(state_sharding, batch_sharding),
                                   out_shardings=batch_sharding)
 
-    def _load(self, path: str, limit: int | None) -> tuple[Examples, Features]:
+    def _load(self, path: str, limit: int | None, require_answers: bool = True) -> tuple[Examples, Features]:
         t0 = time.perf_counter()
-        examples = load_examples(path)
+        examples = load_examples(path, require_answers=require_answers, on_bad_record=self.config.on_bad_record)
+        if examples.skipped:
+            self.skipped += [{"file": path, **s} for s in examples.skipped]
+            log.warning("%s: skipped %d bad record(s) (listed in %s), e.g. %s", path, len(examples.skipped),
+                        self.out_dir / "skipped_records.jsonl", examples.skipped[0]["problem"])
         if limit is not None:
             examples = examples.select(range(min(limit, len(examples))))
         c = self.config
@@ -134,70 +157,100 @@ class Trainer:
         step = int(self.state.step)
         bar = tqdm(total=self.total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
                    disable=None)
-        window_start, window_examples, t_start = time.perf_counter(), 0, time.perf_counter()
-        with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as metrics_file:
+        self._window = [time.perf_counter(), 0]  # start of the logging window, examples seen in it
+        t_start = time.perf_counter()
+        with open(self.out_dir / "metrics.jsonl", "a" if step else "w", encoding="utf-8") as metrics_file:
             for epoch in range(step // steps_per_epoch, math.ceil(self.total_steps / steps_per_epoch)):
                 plan = self._plan(self.train_features, self.train_batch, epoch)[step % steps_per_epoch:]
                 plan = plan[: self.total_steps - step]
                 for batch_plan, batch in zip(plan, self._device_batches(self.train_features.train_arrays(), plan)):
                     self.state, step_metrics = self._train_step(self.state, batch)
                     step += 1
-                    window_examples += int((batch_plan.rows >= 0).sum())
+                    self._window[1] += int((batch_plan.rows >= 0).sum())
                     bar.update(1)
                     if step % c.logging_steps == 0 or step == self.total_steps:
-                        record = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
-                        if not math.isfinite(record["loss"]):
-                            raise FloatingPointError(f"step {step}: the loss is {record['loss']}; lower "
-                                                     "--learning_rate or check the data")
-                        now = time.perf_counter()
-                        record.update(step=step, epoch=round(step / steps_per_epoch, 3),
-                                      examples_per_s=window_examples / (now - window_start))
-                        window_start, window_examples = now, 0
-                        history.append(record)
-                        metrics_file.write(json.dumps(record) + "\n")
-                        metrics_file.flush()
-                        bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['learning_rate']:.2e}",
-                                        ex_s=f"{record['examples_per_s']:.1f}")
-                        if bar.disable:
-                            log.info("step %d/%d loss %.4f lr %.3g %.1f ex/s", step, self.total_steps,
-                                     record["loss"], record["learning_rate"], record["examples_per_s"])
+                        history.append(self._log(step, step / steps_per_epoch, step_metrics, metrics_file, bar))
         bar.close()
         jax.block_until_ready(self.state)
         self.train_seconds = time.perf_counter() - t_start
-        log.info("training done: %d steps in %.1fs", step, self.train_seconds)
+        log.info("training done: %d steps in %.1fs; model saved to %s", step, self.train_seconds, self.save_model())
         return history
 
-    def predict(self, examples: Examples, features: Features) -> dict[str, str]:
-        """Answer text per example id, decoded from every window of every example."""
-        plan = self._plan(features, self.eval_batch, epoch=None)
-        outputs = [self._eval_step(self.state, batch)
-                   for batch in self._device_batches(features.model_inputs(), plan)]
-        seq = self.config.max_seq_length
-        start = np.full((len(features), seq), -np.inf, np.float32)
-        end = np.full((len(features), seq), -np.inf, np.float32)
-        for batch_plan, (s, e) in zip(plan, outputs):
-            real = batch_plan.rows >= 0
-            rows = batch_plan.rows[real]
-            start[rows, : batch_plan.seq_len] = np.asarray(s)[real]
-            end[rows, : batch_plan.seq_len] = np.asarray(e)[real]
-        texts = decode.decode(examples.contexts, start, end, features.offsets, features.example_index,
-                              max_answer_length=self.config.max_answer_length)
-        return dict(zip(examples.ids, texts))
+    def _log(self, step: int, epoch: float, step_metrics, metrics_file, bar) -> dict:
+        """The one device->host transfer of the loop: metrics of the latest step, every logging_steps."""
+        record = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
+        if not math.isfinite(record["loss"]):
+            raise TrainingError(f"step {step}: the loss is {record['loss']}; lower --learning_rate "
+                                "(or raise --warmup_ratio) and check the data")
+        now = time.perf_counter()
+        record.update(step=step, epoch=round(epoch, 3), examples_per_s=self._window[1] / (now - self._window[0]))
+        self._window = [now, 0]
+        metrics_file.write(json.dumps(record) + "\n")
+        metrics_file.flush()
+        bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['learning_rate']:.2e}",
+                        ex_s=f"{record['examples_per_s']:.1f}")
+        if bar.disable:  # no terminal: the log carries the progress
+            log.info("step %d/%d loss %.4f lr %.3g %.1f ex/s", step, self.total_steps, record["loss"],
+                     record["learning_rate"], record["examples_per_s"])
+        return record
 
-    def evaluate(self, tag: str = "eval") -> dict:
-        """Score the validation set; writes predictions.json and eval_results.json."""
-        if self.eval_examples is None:
-            raise DataError("evaluation needs --validation_file")
+    def save_model(self, out_dir: str | Path | None = None) -> Path:
+        """The current parameters as a Hugging Face BertForQuestionAnswering directory (default
+        `output_dir/model`): loadable by jaxqa, `QuestionAnswerer` and `transformers`."""
+        from flax import nnx
+
+        params = nnx.to_pure_dict(jax.device_get(self.state.params))
+        return weights.save_pretrained(params, weights.load_config(self.model_dir), out_dir or self.out_dir / "model",
+                                       self.tokenizer)
+
+    def answerer(self) -> QuestionAnswerer:
+        """Answer ad-hoc questions with the model as it is now (same window and decoding settings)."""
+        c = self.config
+        return QuestionAnswerer(self.state.graphdef, self.state.params, self.tokenizer, max_seq_length=c.max_seq_length,
+                                doc_stride=c.doc_stride, max_query_length=c.max_query_length,
+                                max_answer_length=c.max_answer_length, batch_size=self.eval_batch)
+
+    def logits(self, features: Features) -> tuple[np.ndarray, np.ndarray]:
+        """Start/end logits of every window, [windows, max_seq_length], -inf past each batch's length."""
+        plan = self._plan(features, self.eval_batch, epoch=None)
+        outputs = [self._eval_step(self.state, batch) for batch in self._device_batches(features.model_inputs(), plan)]
+        return scatter_logits(features, plan, outputs, self.config.max_seq_length)
+
+    def predict(self, examples: Examples, features: Features) -> decode.Answers:
+        """Answers for every example, decoded from all its windows."""
+        c = self.config
+        start, end = self.logits(features)
+        with_null = c.version_2_with_negative or bool(examples.is_impossible.any())
+        return decode.decode(examples.contexts, start, end, features.offsets, features.example_index,
+                             max_answer_length=c.max_answer_length, cls_index=features.cls_index,
+                             null_score_diff_threshold=c.null_score_diff_threshold if with_null else None,
+                             n_best_size=c.n_best_size)
+
+    def evaluate(self, split: str = "eval") -> dict:
+        """Predict and score a split: "eval" (validation file), "before_training" (the same, before
+        fine-tuning) or "predict" (test file, not scored). Writes predictions.json,
+        nbest_predictions.json, null_odds.json (v2) and eval_results.json, prefixed for other splits."""
+        if split == "predict":
+            examples, features = self.predict_examples, self.predict_features
+        else:
+            examples, features = self.eval_examples, self.eval_features
         t0 = time.perf_counter()
-        predictions = self.predict(self.eval_examples, self.eval_features)
-        gold = dict(zip(self.eval_examples.ids, self.eval_examples.answer_texts))
-        result = metrics.squad_v1(predictions, gold)
-        result.update(num_examples=len(self.eval_examples), num_features=len(self.eval_features),
+        answers = self.predict(examples, features)
+        predictions = dict(zip(examples.ids, answers.texts))
+        null_odds = None if answers.null_odds is None else dict(zip(examples.ids, answers.null_odds.tolist()))
+        result: dict = {}
+        if split != "predict":
+            gold = dict(zip(examples.ids, examples.answer_texts))
+            metric = metrics.pick_metric(self.config.metric, bool(examples.is_impossible.any()), examples.contexts)
+            result = metrics.score(metric, predictions, gold, null_odds)
+        result.update(num_examples=len(examples), num_features=len(features),
                       eval_seconds=round(time.perf_counter() - t0, 2), step=int(self.state.step))
+        prefix = "" if split == "eval" else f"{split}_"
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        suffix = "" if tag == "eval" else f"_{tag}"
-        write_json(self.out_dir / f"predictions{suffix}.json", predictions)
-        write_json(self.out_dir / f"eval_results{suffix}.json", result)
-        log.info("%s: exact_match %.2f f1 %.2f (%d examples, %.1fs)", tag, result["exact_match"], result["f1"],
-                 result["num_examples"], result["eval_seconds"])
+        write_json(self.out_dir / f"{prefix}predictions.json", predictions)
+        write_json(self.out_dir / f"{prefix}nbest_predictions.json", dict(zip(examples.ids, answers.nbest)))
+        if null_odds is not None:
+            write_json(self.out_dir / f"{prefix}null_odds.json", null_odds)
+        write_json(self.out_dir / ("eval_results.json" if split == "eval" else f"{split}_results.json"), result)
+        log.info("%s: %s (%d examples, %.1fs)", split, metrics.summary(result), len(examples), result["eval_seconds"])
         return result

@@ -245,3 +245,43 @@ def checkpoint_to_params(tensors: dict[str, np.ndarray], cfg: BertConfig, source
     if head_optional:
         log.info("%s: no QA head in the checkpoint; a fresh qa_outputs layer is initialised", source)
     return params, has_head
+
+
+def params_to_checkpoint(params: dict, cfg: BertConfig) -> dict[str, np.ndarray]:
+    """The inverse of `checkpoint_to_params`: Hugging Face `BertForQuestionAnswering` tensor names."""
+
+    def at(path):
+        node = params
+        for key in path:
+            node = node[key]
+        return np.asarray(node, dtype=np.float32)
+
+    tensors = {}
+    for name, path in name_table(cfg).items():
+        value = at(path)
+        is_matrix = name.endswith(".weight") and value.ndim == 2 and "embeddings" not in name
+        tensors[name if name.startswith("qa_outputs") else "bert." + name] = value.T if is_matrix else value
+    for i in range(cfg.num_hidden_layers):
+        attention = ("encoder", "layers", i, "attention", "qkv")
+        kernels = np.split(at(attention + ("kernel",)), 3, axis=1)
+        biases = np.split(at(attention + ("bias",)), 3)
+        for part, kernel, bias in zip(("query", "key", "value"), kernels, biases):
+            tensors[f"bert.encoder.layer.{i}.attention.self.{part}.weight"] = kernel.T
+            tensors[f"bert.encoder.layer.{i}.attention.self.{part}.bias"] = bias
+    return {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+
+
+def save_pretrained(params: dict, cfg: BertConfig, out_dir: str | Path, tokenizer=None) -> Path:
+    """Write config.json + model.safetensors (+ tokenizer files) that `transformers` loads as a
+    `BertForQuestionAnswering` and that jaxqa loads back exactly."""
+    from safetensors.numpy import save_file
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config = {**cfg.to_dict(), "architectures": ["BertForQuestionAnswering"], "position_embedding_type": "absolute"}
+    save_file(params_to_checkpoint(params, cfg), str(out_dir / "model.safetensors.tmp"), metadata={"format": "pt"})
+    os.replace(out_dir / "model.safetensors.tmp", out_dir / "model.safetensors")
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(out_dir))
+    return out_dir

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, write_json
+
 from jaxqa.data import load_examples
 from jaxqa.errors import DataError
 
@@ -37,12 +37,12 @@ def test_flat_and_json_lines(data_dir, tmp_path):
 
 BAD_CASES = {
     "missing_file": (None, r"missing_file\.json: file not found; pass an existing SQuAD-format JSON file"),
-    "invalid_json": ('{"data": [ {"id": 1,, } ]}', r"invalid_json\.json: invalid JSON at line 1 column 23 .*fix the file"),
+    "invalid_json": ('{"data": [ {"id": 1,, } ]}', r"invalid_json\.json: invalid JSON at line 1 column 21 \(Expecting property name enclosed in double quotes\).*fix the file"),
     "no_context": ({"data": [{k: v for k, v in RECORD.items() if k != "context"}]},
                    r"record 'q1' \(record #0\) has no 'context'; every record needs a non-empty string 'context'"),
     "bad_answer_start": ({"data": [dict(RECORD, answers={"text": ["Broncos"], "answer_start": [2]})]},
                          r"record 'q1' \(record #0\): answer_start 2 does not match answer 'Broncos' \(the context "
-                         r"has 'e Bron' there; the text occurs at offset 4\); fix answer_start"),
+                         r"has 'e Bronc' there; the text occurs at offset 4\); fix answer_start"),
     "empty_dataset": ({"version": "1.1", "data": []}, r"empty_dataset\.json: no examples found"),
     "nested_no_context": ({"data": [{"title": "t", "paragraphs": [{"qas": [dict(RECORD)]}]}]},
                           r"record 'q1' \(data\[0\]\.paragraphs\[0\]\.qas\[0\]\) has no 'context'"),

@@ -1,35 +1,238 @@
-"""SQuAD v1.1 answer normalisation, exact match and token F1 as the official script defines them."""
+"""Scores equal the official SQuAD v1.1 / v2.0 algorithms (re-implemented here from their published
+definition, loop for loop), and the CMRC-style CJK metric matches hand-computed values."""
 
 from __future__ import annotations
 
-import pytest
+import collections
+import json
+import random
+import re
+import string
+import subprocess
+import sys
 
-from jaxqa.metrics import exact_match, normalize_answer, squad_v1, token_f1
+import pytest
+from conftest import ROOT
+
+from jaxqa import metrics
+from jaxqa.data import load_examples
+from jaxqa.metrics import cjk_exact, cjk_f1, cjk_segments, exact_match, normalize_answer, squad_v1, token_f1
+
+# --- the reference: the official scripts' algorithm, written out plainly ------------------------
+
+def ref_normalize(s):
+    def remove_articles(text):
+        return re.sub(r"\b(a|an|the)\b", " ", text)
+
+    def white_space_fix(text):
+        return " ".join(text.split())
+
+    def remove_punc(text):
+        exclude = set(string.punctuation)
+        return "".join(ch for ch in text if ch not in exclude)
+
+    return white_space_fix(remove_articles(remove_punc(s.lower())))
+
+
+def ref_f1_v1(prediction, ground_truth):
+    prediction_tokens = ref_normalize(prediction).split()
+    ground_truth_tokens = ref_normalize(ground_truth).split()
+    common = collections.Counter(prediction_tokens) & collections.Counter(ground_truth_tokens)
+    num_same = sum(common.values())
+    if num_same == 0:
+        return 0
+    precision = 1.0 * num_same / len(prediction_tokens)
+    recall = 1.0 * num_same / len(ground_truth_tokens)
+    return (2 * precision * recall) / (precision + recall)
+
+
+def ref_v1(dataset, predictions):
+    f1 = exact_match = total = 0
+    for article in dataset:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                total += 1
+                if qa["id"] not in predictions:
+                    continue
+                ground_truths = [a["text"] for a in qa["answers"]]
+                prediction = predictions[qa["id"]]
+                exact_match += max(float(ref_normalize(prediction) == ref_normalize(g)) for g in ground_truths)
+                f1 += max(ref_f1_v1(prediction, g) for g in ground_truths)
+    return {"exact_match": 100.0 * exact_match / total, "f1": 100.0 * f1 / total}
+
+
+def ref_f1_v2(a_gold, a_pred):
+    gold_toks = ref_normalize(a_gold).split() if a_gold else []
+    pred_toks = ref_normalize(a_pred).split() if a_pred else []
+    common = collections.Counter(gold_toks) & collections.Counter(pred_toks)
+    num_same = sum(common.values())
+    if len(gold_toks) == 0 or len(pred_toks) == 0:
+        return int(gold_toks == pred_toks)
+    if num_same == 0:
+        return 0
+    precision = 1.0 * num_same / len(pred_toks)
+    recall = 1.0 * num_same / len(gold_toks)
+    return (2 * precision * recall) / (precision + recall)
+
+
+def ref_v2(dataset, preds, na_probs):
+    qid_to_has_ans = {qa["id"]: bool(qa["answers"]) for a in dataset for p in a["paragraphs"] for qa in p["qas"]}
+    exact_scores, f1_scores = {}, {}
+    for article in dataset:
+        for p in article["paragraphs"]:
+            for qa in p["qas"]:
+                gold_answers = [a["text"] for a in qa["answers"] if ref_normalize(a["text"])] or [""]
+                a_pred = preds[qa["id"]]
+                exact_scores[qa["id"]] = max(int(ref_normalize(a) == ref_normalize(a_pred)) for a in gold_answers)
+                f1_scores[qa["id"]] = max(ref_f1_v2(a, a_pred) for a in gold_answers)
+
+    def apply(scores, thresh=1.0):
+        return {q: float(not qid_to_has_ans[q]) if na_probs[q] > thresh else s for q, s in scores.items()}
+
+    def make(exact, f1, qids):
+        return {"exact": 100.0 * sum(exact[k] for k in qids) / len(qids),
+                "f1": 100.0 * sum(f1[k] for k in qids) / len(qids), "total": len(qids)}
+
+    exact_t, f1_t = apply(exact_scores), apply(f1_scores)
+    out = make(exact_t, f1_t, list(exact_t))
+    for name, want in (("HasAns", True), ("NoAns", False)):
+        qids = [k for k, v in qid_to_has_ans.items() if v == want]
+        for key, value in make(exact_t, f1_t, qids).items():
+            out[f"{name}_{key}"] = value
+
+    def best_thresh(scores):
+        num_no_ans = sum(1 for k in qid_to_has_ans if not qid_to_has_ans[k])
+        cur_score = best_score = num_no_ans
+        best = 0.0
+        for qid in sorted(na_probs, key=lambda k: na_probs[k]):
+            if qid not in scores:
+                continue
+            diff = scores[qid] if qid_to_has_ans[qid] else (-1 if preds[qid] else 0)
+            cur_score += diff
+            if cur_score > best_score:
+                best_score, best = cur_score, na_probs[qid]
+        return 100.0 * best_score / len(scores), best
+
+    out["best_exact"], out["best_exact_thresh"] = best_thresh(exact_scores)
+    out["best_f1"], out["best_f1_thresh"] = best_thresh(f1_scores)
+    return out
+
+
+# --- predictions that exercise the hard cases -------------------------------------------------
+
+TRICKY = ["the", "theater", "The Theater!", "...", "“smart quotes”", "a  b\t c", "", "an apple", "Ünïcode—dash",
+          "Denver  Broncos", "1,000", "(the) answer"]
+
+
+def _noisy_predictions(data, seed):
+    """Gold answers, truncated/extended golds, context words, tricky strings and empties."""
+    rng = random.Random(seed)
+    preds = {}
+    for article in data:
+        for p in article["paragraphs"]:
+            words = p["context"].split()
+            for qa in p["qas"]:
+                golds = [a["text"] for a in qa["answers"]] or [""]
+                g = rng.choice(golds)
+                pick = rng.random()
+                if pick < 0.3:
+                    preds[qa["id"]] = g
+                elif pick < 0.5:
+                    preds[qa["id"]] = " ".join(g.split()[: max(1, len(g.split()) // 2)])
+                elif pick < 0.65:
+                    i = rng.randrange(len(words))
+                    preds[qa["id"]] = " ".join(words[i:i + rng.randint(1, 6)])
+                elif pick < 0.8:
+                    preds[qa["id"]] = rng.choice(TRICKY)
+                elif pick < 0.9:
+                    preds[qa["id"]] = ""
+                else:
+                    preds[qa["id"]] = "the " + g + " ,"
+    return preds
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_squad_v1_equals_official(data_dir, seed):
+    data = json.loads((data_dir / "squad_v1.1/dev.json").read_text())["data"]
+    preds = _noisy_predictions(data, seed)
+    del preds[next(iter(preds))]  # a missing prediction counts as wrong in v1.1
+    ex = load_examples(data_dir / "squad_v1.1/dev.json")
+    ours = squad_v1(preds, dict(zip(ex.ids, ex.answer_texts)))
+    ref = ref_v1(data, preds)
+    assert abs(ours["exact_match"] - ref["exact_match"]) < 1e-9 and abs(ours["f1"] - ref["f1"]) < 1e-9
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_squad_v2_equals_official(data_dir, seed):
+    data = json.loads((data_dir / "squad_v2.0/dev.json").read_text())["data"]
+    preds = _noisy_predictions(data, seed)
+    rng = random.Random(seed)
+    ids = list(preds)
+    rng.shuffle(ids)  # the na-prob file's own order decides ties, as in the official script
+    na_probs = {q: rng.choice([0.0, 0.25, 0.5, 1.0, 2.0, rng.random()]) for q in ids}
+    ex = load_examples(data_dir / "squad_v2.0/dev.json")
+    ours = metrics.squad_v2(preds, dict(zip(ex.ids, ex.answer_texts)), na_probs)
+    ref = ref_v2(data, preds, na_probs)
+    assert set(ref) <= set(ours)
+    for key, value in ref.items():
+        assert abs(ours[key] - value) < 1e-9, (key, ours[key], value)
 
 
 @pytest.mark.parametrize("raw,normal", [
-    ("The Theater", "theater"),           # article removed, "the" inside a word kept
+    ("The Theater", "theater"),            # article removed, "the" inside a word kept
     ("  an   apple, a pear!", "apple pear"),
-    ("Denver Broncos.", "denver broncos"),
-    ("A-B", "ab"),                         # ASCII punctuation is deleted, not spaced
-    ("anthem", "anthem"),
-    ("“quoted”", "“quoted”"),              # only ASCII punctuation is removed in v1.1
+    ("A-B", "ab"),                          # ASCII punctuation is deleted, not spaced
+    ("“quoted”", "“quoted”"),               # v1.1/v2.0 remove ASCII punctuation only
+    ("...", ""),
 ])
 def test_normalize(raw, normal):
-    assert normalize_answer(raw) == normal
+    assert normalize_answer(raw) == normal == ref_normalize(raw)
 
 
-def test_exact_and_f1():
-    assert exact_match("the Denver Broncos", "Denver Broncos!") == 1.0
-    # pred tokens {denver, broncos, team}, gold {denver, broncos}: P = 2/3, R = 1, F1 = 0.8
+def test_token_f1_edge_cases():
     assert token_f1("Denver Broncos team", "the Denver Broncos") == pytest.approx(0.8)
-    assert token_f1("Carolina", "Denver") == 0.0
-    assert token_f1("", "Denver") == 0.0
+    assert token_f1("", "") == 1.0 and token_f1("the", "") == 1.0  # both normalise to nothing
+    assert token_f1("", "Denver") == 0.0 and exact_match("...", "") == 1.0
 
 
-def test_squad_v1_max_over_golds_and_missing_predictions():
-    gold = {"q1": ["Denver Broncos", "Broncos"], "q2": ["1990"], "q3": ["Paris"]}
-    preds = {"q1": "Broncos", "q2": "in 1990"}  # q3 missing: scores 0
-    result = squad_v1(preds, gold)
-    assert result["exact_match"] == pytest.approx(100 / 3)
-    assert result["f1"] == pytest.approx(100 * (1 + 2 / 3) / 3)
+# --- CJK ----------------------------------------------------------------------------------------
+
+def test_cjk_segments():
+    assert cjk_segments("北京2008年奥运会，Beijing Olympics!") == ["北", "京", "2008", "年", "奥", "运", "会",
+                                                                 "beijing", "olympics"]
+    assert cjk_segments("《红楼梦》的作者是曹雪芹。") == ["红", "楼", "梦", "的", "作", "者", "是", "曹", "雪", "芹"]
+
+
+def test_cjk_f1_and_em_hand_computed():
+    # gold 北京大学 (4 segments), prediction 在北京大学 (5): longest common run 4 -> P 4/5, R 1, F1 8/9.
+    assert cjk_f1("在北京大学", "北京大学") == pytest.approx(8 / 9)
+    # gold "2008年" -> [2008, 年]; prediction "2008年8月" -> [2008, 年, 8, 月]: run 2, P 1/2, R 1 -> 2/3.
+    assert cjk_f1("2008年8月", "2008年") == pytest.approx(2 / 3)
+    # Latin words count as one segment each: [iphone, 手, 机] vs [iphone, 4, 手, 机]: run 2 -> P 2/4 R 2/3.
+    assert cjk_f1("iPhone 4手机", "iPhone手机") == pytest.approx(2 * (1 / 2) * (2 / 3) / (1 / 2 + 2 / 3))
+    assert cjk_exact("“曹雪芹”。", "曹雪芹") == 1.0 and cjk_exact("曹雪", "曹雪芹") == 0.0
+    result = metrics.cmrc({"a": "在北京大学", "b": "x"}, {"a": ["北京大学", "在北京大学"], "b": ["曹雪芹"]})
+    assert result == {"exact_match": 50.0, "f1": 50.0}
+
+
+def test_auto_metric_choice(data_dir):
+    zh = load_examples(data_dir / "xquad/xquad.zh.json")
+    assert metrics.pick_metric("auto", False, zh.contexts) == "cmrc"
+    assert metrics.pick_metric("auto", True, zh.contexts) == "squad_v2"
+    en = load_examples(data_dir / "squad_v1.1/dev.json")
+    assert metrics.pick_metric("auto", False, en.contexts) == "squad"
+
+
+def test_scorer_cli(tmp_path, data_dir):
+    data = json.loads((data_dir / "squad_v2.0/dev.json").read_text())["data"]
+    preds = _noisy_predictions(data, 5)
+    na_probs = {q: float(i % 7) for i, q in enumerate(preds)}
+    (tmp_path / "p.json").write_text(json.dumps(preds))
+    (tmp_path / "n.json").write_text(json.dumps(na_probs))
+    proc = subprocess.run([sys.executable, "-m", "jaxqa.evaluate", str(data_dir / "squad_v2.0/dev.json"),
+                           str(tmp_path / "p.json"), "--na-prob-file", str(tmp_path / "n.json")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    printed = json.loads(proc.stdout)
+    for key, value in ref_v2(data, preds, na_probs).items():
+        assert abs(printed[key] - value) < 1e-9

@@ -94,3 +94,10 @@ def test_unsupported_model_type_lists_supported(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
     with pytest.raises(ModelError, match="model_type 'gpt2' is not supported yet; jaxqa supports: bert"):
         weights.load_config(tmp_path)
+
+
+def test_hub_id_without_network_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match=r"--model_name_or_path google-bert/bert-base-uncased: no such local "
+                                         r"directory and the Hugging Face Hub could not provide it .*pass a local"):
+        weights.resolve_model_dir("google-bert/bert-base-uncased")

@@ -44,7 +44,7 @@ class BertConfig:
     pad_token_id: int = 0
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = "config.json") -> "BertConfig":
+    def from_dict(cls, raw: dict[str, Any], source: str = "config.json") -> BertConfig:
         model_type = raw.get("model_type", "bert")
         if model_type != "bert":
             raise ModelError(

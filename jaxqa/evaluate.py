@@ -1,0 +1,66 @@
+"""Score any predictions file, with the official scripts' interface:
+
+    python -m jaxqa.evaluate DATA.json PREDICTIONS.json [--na-prob-file NULL_ODDS.json] [--metric auto]
+
+prints the metrics as one JSON object. DATA is SQuAD-format (nested or flat); PREDICTIONS maps
+question id -> answer text; the optional no-answer file maps id -> no-answer score (v2.0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from jaxqa import metrics
+from jaxqa.data import load_examples
+from jaxqa.errors import DataError, JaxqaError
+
+
+def _read_mapping(path: str, what: str, value_type) -> dict:
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: {what} file not found") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}: invalid JSON ({err})") from None
+    if not isinstance(raw, dict) or not all(isinstance(v, value_type) for v in raw.values()):
+        raise DataError(f"{path}: a {what} file must be one JSON object mapping question id -> "
+                        f"{value_type.__name__ if isinstance(value_type, type) else 'number'}")
+    return raw
+
+
+def evaluate_files(data_file: str, predictions_file: str, na_prob_file: str | None = None,
+                   metric: str = "auto", na_prob_thresh: float = 1.0) -> dict:
+    examples = load_examples(data_file)
+    predictions = _read_mapping(predictions_file, "predictions", str)
+    gold = dict(zip(examples.ids, examples.answer_texts))
+    chosen = metrics.pick_metric(metric, bool(examples.is_impossible.any()) or na_prob_file is not None,
+                                 examples.contexts)
+    if chosen == "squad_v2":
+        na_probs = _read_mapping(na_prob_file, "no-answer", (int, float)) if na_prob_file else None
+        return {"metric": chosen, **metrics.squad_v2(predictions, gold, na_probs, na_prob_thresh)}
+    return metrics.score(chosen, predictions, gold)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jaxqa.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("data_file")
+    parser.add_argument("pred_file")
+    parser.add_argument("--na-prob-file", "-n", default=None, help="no-answer scores (v2.0), e.g. null_odds.json")
+    parser.add_argument("--na-prob-thresh", "-t", type=float, default=1.0,
+                        help="predict no-answer when the no-answer score exceeds this (default 1.0)")
+    parser.add_argument("--metric", choices=["auto", "squad", "squad_v2", "cmrc"], default="auto")
+    args = parser.parse_args(argv)
+    try:
+        result = evaluate_files(args.data_file, args.pred_file, args.na_prob_file, args.metric, args.na_prob_thresh)
+    except JaxqaError as err:
+        print(f"jaxqa: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Prediction without labels: the one-shot API, --do_predict, and the exported model in PyTorch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from jaxqa import weights
+from jaxqa.answer import QuestionAnswerer
+from jaxqa.train_state import load_model
+
+
+def test_export_loads_in_transformers_with_equal_logits(tmp_path, tiny_bert_dir, minilm_tokenizer):
+    """Round trip: HF checkpoint -> jaxqa params -> exported directory -> PyTorch: identical logits."""
+    torch = pytest.importorskip("torch")
+    from flax import nnx
+    from transformers import BertForQuestionAnswering
+
+    graphdef, params, cfg = load_model(tiny_bert_dir)
+    out = weights.save_pretrained(nnx.to_pure_dict(params), cfg, tmp_path / "export", minilm_tokenizer)
+    reloaded = BertForQuestionAnswering.from_pretrained(str(out)).eval()
+    original = BertForQuestionAnswering.from_pretrained(str(tiny_bert_dir)).eval()
+    ids = torch.tensor(minilm_tokenizer("who?", "the cat sat on the mat", return_tensors="np")["input_ids"])
+    with torch.no_grad():
+        a, b = reloaded(input_ids=ids), original(input_ids=ids)
+    assert torch.equal(a.start_logits, b.start_logits) and torch.equal(a.end_logits, b.end_logits)
+    _, params_again, _ = load_model(out)
+    for x, y in zip(jax_leaves(params), jax_leaves(params_again)):
+        np.testing.assert_array_equal(x, y)
+
+
+def jax_leaves(tree):
+    import jax
+
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+def test_one_shot_answer_over_long_context(tiny_bert_dir):
+    qa = QuestionAnswerer.from_pretrained(tiny_bert_dir, max_seq_length=64, doc_stride=16, max_query_length=16)
+    context = " ".join(f"Sentence number {i} talks about topic {i % 7}." for i in range(60))  # many windows
+    result = qa("Which topic?", context)
+    assert set(result) == {"answer", "start", "end", "score"}
+    assert result["answer"] and context[result["start"]:result["end"]] == result["answer"]
+    batch = qa.answer_batch(["Which topic?", "Which sentence?"], [context, "A short one."])
+    assert batch[0] == result and batch[1]["answer"] in "A short one."
+
+
+def test_do_predict_writes_predictions_without_labels(tmp_path, tiny_bert_dir, data_dir):
+    records = json.loads((data_dir / "fixtures/flat_sample.json").read_text())["data"]
+    test_file = tmp_path / "test.jsonl"
+    test_file.write_text("\n".join(json.dumps({k: r[k] for k in ("id", "question", "context")}) for r in records))
+    proc = subprocess.run([sys.executable, str(ROOT / "run_qa.py"), "--model_name_or_path", str(tiny_bert_dir),
+                           "--do_predict", "--test_file", str(test_file), "--output_dir", str(tmp_path / "out"),
+                           "--max_seq_length", "128", "--doc_stride", "32"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    preds = json.loads((tmp_path / "out/predict_predictions.json").read_text())
+    nbest = json.loads((tmp_path / "out/predict_nbest_predictions.json").read_text())
+    assert list(preds) == [r["id"] for r in records]
+    for r in records:
+        assert preds[r["id"]] in r["context"] and len(nbest[r["id"]]) == 20
+        assert nbest[r["id"]][0]["text"] == preds[r["id"]]
