@@ -105,6 +105,6 @@ def default_run() -> RunConfig:
         validation_file=str(SAMPLE_DIR / "squad_sample_dev.json"),
         do_train=True, do_eval=True, eval_before_training=True,
         max_seq_length=256, doc_stride=128, per_device_train_batch_size=16,
-        learning_rate=1e-4, num_train_epochs=2.0, warmup_ratio=0.1, weight_decay=0.01,
+        learning_rate=1.5e-4, num_train_epochs=2.0, warmup_ratio=0.1, weight_decay=0.01,
         logging_steps=10, output_dir=os.path.join("jaxqa_output", "default_run"),
     )

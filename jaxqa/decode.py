@@ -93,7 +93,8 @@ def answer_texts(contexts: list[str], spans: Spans, offsets: np.ndarray, best_ro
 class Answers:
     """Decoded answers of a set of examples, in example order."""
 
-    texts: list[str]  # "" for no answer
+    texts: list[str]  # the answers: "" where the example has no span or (v2) the null score wins
+    span_texts: list[str]  # the best span of each example, whatever the null score
     char_start: np.ndarray  # of the best span (kept when v2 decoding answers ""), -1 where none
     best_score: np.ndarray  # best non-null span score, -inf where none
     null_odds: np.ndarray | None  # null score - best span score (v2 only)
@@ -108,19 +109,20 @@ def decode(contexts: list[str], start_logits, end_logits, offsets, example_index
     n = len(contexts)
     best = best_spans(start_logits, end_logits, offsets, max_answer_length)
     best_rows = best_per_example(best, example_index, n)
-    texts, char_start = answer_texts(contexts, best, offsets, best_rows)
+    span_texts, char_start = answer_texts(contexts, best, offsets, best_rows)
+    texts = span_texts
     best_score = np.where(best_rows >= 0, best.score[np.maximum(best_rows, 0)], NO_SPAN).astype(np.float64)
     null = odds = None
     if null_score_diff_threshold is not None:
         cls_index = np.zeros(len(start_logits), np.int64) if cls_index is None else cls_index
         null = null_scores(start_logits, end_logits, cls_index, example_index, n)
         odds = np.clip(null - best_score, -1e6, 1e6)
-        texts = [("" if o > null_score_diff_threshold else t) for t, o in zip(texts, odds)]
+        texts = [("" if o > null_score_diff_threshold else t) for t, o in zip(span_texts, odds)]
     nbest = None
     if n_best_size > 0:
         nbest = _nbest(contexts, start_logits, end_logits, offsets, example_index, max_answer_length, n_best_size,
                        null)
-    return Answers(texts, char_start, best_score, odds, nbest)
+    return Answers(texts, span_texts, char_start, best_score, odds, nbest)
 
 
 def _nbest(contexts, start_logits, end_logits, offsets, example_index, max_answer_length, n_best_size, null):

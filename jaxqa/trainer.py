@@ -242,7 +242,15 @@ class Trainer:
         if split != "predict":
             gold = dict(zip(examples.ids, examples.answer_texts))
             metric = metrics.pick_metric(self.config.metric, bool(examples.is_impossible.any()), examples.contexts)
-            result = metrics.score(metric, predictions, gold, null_odds)
+            if metric == "squad_v2" and null_odds is not None:
+                # As the official v2.0 script intends: the best span of every question plus its
+                # no-answer odds; abstaining above the threshold gives exactly predictions.json's
+                # scores, and the threshold search sees what answering would have scored.
+                spans = dict(zip(examples.ids, answers.span_texts))
+                result = {"metric": metric, **metrics.squad_v2(spans, gold, null_odds,
+                                                               self.config.null_score_diff_threshold)}
+            else:
+                result = metrics.score(metric, predictions, gold, null_odds)
         result.update(num_examples=len(examples), num_features=len(features),
                       eval_seconds=round(time.perf_counter() - t0, 2), step=int(self.state.step))
         prefix = "" if split == "eval" else f"{split}_"
