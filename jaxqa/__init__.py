@@ -1,1 +1,8 @@
-"""jaxqa: extractive question answering in JAX/Flax."""
+"""jaxqa: extractive question answering (SQuAD-style) fine-tuning in JAX/Flax.
+
+Modules follow the data path: data -> features -> batching -> steps (jit) -> decode -> metrics;
+models/ and weights hold the encoder and its checkpoints; train_state the state and optimizer;
+trainer the loop; cli the `run_qa.py` flags; evaluate the scorer CLI; answer one-shot answers.
+"""
+
+__version__ = "0.1.0"

@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_file(path: Path) -> RunConfig:
+    """Flags from a JSON/YAML object of {flag name: value}, as Hugging Face's run_qa accepts."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
     text = path.read_text(encoding="utf-8")
     if path.suffix in (".yaml", ".yml"):
         try:
@@ -60,6 +63,8 @@ def config_from_file(path: Path) -> RunConfig:
             raw = json.loads(text)
         except json.JSONDecodeError as err:
             raise ConfigError(f"{path}: invalid JSON ({err})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a config file must hold one object of flag names and values")
     known = {f.name for f in dataclasses.fields(RunConfig)}
     unknown = sorted(set(raw) - known)
     if unknown:

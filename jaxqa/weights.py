@@ -189,6 +189,16 @@ def name_table(cfg: BertConfig) -> dict[str, tuple]:
     return table
 
 
+def _qkv_names(i: int) -> list[str]:
+    """Layer i's query/key/value weights then biases: one fused `qkv` Linear in jaxqa."""
+    return [f"encoder.layer.{i}.attention.self.{p}.{w}" for w in ("weight", "bias") for p in ("query", "key", "value")]
+
+
+def _flax_layout(name: str, value: np.ndarray) -> np.ndarray:
+    """PyTorch Linear weights are [out, in], Flax kernels [in, out] (an involution: also the inverse)."""
+    return value.T if name.endswith(".weight") and value.ndim == 2 and "embeddings" not in name else value
+
+
 def _canonical(name: str) -> str:
     """Strip the task-model prefix and map TF-era LayerNorm names (gamma/beta)."""
     name = name.removeprefix("bert.")
@@ -213,19 +223,17 @@ def checkpoint_to_params(tensors: dict[str, np.ndarray], cfg: BertConfig, source
     used = set()
     for name, path in table.items():
         if name in tensors:
-            value = tensors[name]
-            put(path, value.T if name.endswith(".weight") and value.ndim == 2 and "embeddings" not in name else value)
+            put(path, _flax_layout(name, tensors[name]))
             used.add(name)
     for i in range(cfg.num_hidden_layers):
-        names = [f"encoder.layer.{i}.attention.self.{p}.{w}" for w in ("weight", "bias") for p in ("query", "key", "value")]
+        names = _qkv_names(i)
         if all(n in tensors for n in names):
             put(("encoder", "layers", i, "attention", "qkv", "kernel"),
                 np.concatenate([tensors[n].T for n in names[:3]], axis=1))
             put(("encoder", "layers", i, "attention", "qkv", "bias"), np.concatenate([tensors[n] for n in names[3:]]))
             used.update(names)
 
-    expected = set(table) | {f"encoder.layer.{i}.attention.self.{p}.{w}" for i in range(cfg.num_hidden_layers)
-                             for w in ("weight", "bias") for p in ("query", "key", "value")}
+    expected = set(table) | {n for i in range(cfg.num_hidden_layers) for n in _qkv_names(i)}
     # No QA head is the normal start of fine-tuning; half a head is a broken checkpoint.
     head_optional = not any(n in tensors for n in _QA_HEAD)
     missing = sorted(expected - used - (set(_QA_HEAD) if head_optional else set()))
@@ -258,16 +266,11 @@ def params_to_checkpoint(params: dict, cfg: BertConfig) -> dict[str, np.ndarray]
 
     tensors = {}
     for name, path in name_table(cfg).items():
-        value = at(path)
-        is_matrix = name.endswith(".weight") and value.ndim == 2 and "embeddings" not in name
-        tensors[name if name.startswith("qa_outputs") else "bert." + name] = value.T if is_matrix else value
+        tensors[name if name.startswith("qa_outputs") else "bert." + name] = _flax_layout(name, at(path))
     for i in range(cfg.num_hidden_layers):
-        attention = ("encoder", "layers", i, "attention", "qkv")
-        kernels = np.split(at(attention + ("kernel",)), 3, axis=1)
-        biases = np.split(at(attention + ("bias",)), 3)
-        for part, kernel, bias in zip(("query", "key", "value"), kernels, biases):
-            tensors[f"bert.encoder.layer.{i}.attention.self.{part}.weight"] = kernel.T
-            tensors[f"bert.encoder.layer.{i}.attention.self.{part}.bias"] = bias
+        qkv = ("encoder", "layers", i, "attention", "qkv")
+        parts = [k.T for k in np.split(at(qkv + ("kernel",)), 3, axis=1)] + np.split(at(qkv + ("bias",)), 3)
+        tensors.update({"bert." + name: value for name, value in zip(_qkv_names(i), parts)})
     return {k: np.ascontiguousarray(v) for k, v in tensors.items()}
 
 

@@ -98,3 +98,11 @@ def test_chinese_run_from_random_init_scores_with_cmrc(tmp_path, data_dir):
     contexts = {qa["id"]: p["context"] for a in json.loads((data_dir / "cmrc2018/trial.json").read_text())["data"]
                 for p in a["paragraphs"] for qa in p["qas"]}
     assert len(predictions) == 60 and all(text in contexts[qid] for qid, text in predictions.items())
+
+
+def test_config_file_with_unknown_setting(tmp_path):
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"do_train": True, "train_file": "x.json", "learning_rat": 1e-4}))
+    proc = _run(config)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"jaxqa: error: {config}: unknown setting(s) learning_rat; see run_qa.py --help"

@@ -79,3 +79,17 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, name):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("jaxqa: error:")]
     assert len(errors) == 1 and str(path) in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_cli_model_dir_without_weights(tmp_path, tiny_bert_dir, data_dir):
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        (model / name).write_bytes((tiny_bert_dir / name).read_bytes())
+    proc = subprocess.run([sys.executable, str(ROOT / "run_qa.py"), "--model_name_or_path", str(model), "--do_eval",
+                           "--validation_file", str(data_dir / "fixtures/flat_sample.json"),
+                           "--output_dir", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"jaxqa: error: {model}: no model weights found (looked for model.safetensors, pytorch_model.bin); "
+        "point --model_name_or_path at a directory that holds the checkpoint")
