@@ -11,8 +11,6 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxqa.errors import ConfigError
-
 
 def make_mesh(devices=None) -> Mesh:
     devices = list(devices) if devices is not None else jax.devices()
@@ -30,13 +28,6 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 def state_shardings(state, mesh: Mesh):
     """A sharding for every array of the train state (all replicated on a data-only mesh)."""
     return jax.tree_util.tree_map(lambda _: replicated(mesh), state)
-
-
-def check_batch_size(global_batch: int, mesh: Mesh, flag: str) -> None:
-    size = mesh.shape["data"]
-    if global_batch % size:
-        raise ConfigError(f"{flag}: the global batch of {global_batch} does not split over the {size} devices "
-                          f"of the data axis; use a multiple of {size}")
 
 
 def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
