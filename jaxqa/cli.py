@@ -16,7 +16,7 @@ from pathlib import Path
 
 from jaxqa import metrics
 from jaxqa.config import RunConfig, default_run
-from jaxqa.errors import ConfigError, JaxqaError
+from jaxqa.errors import ConfigError, Interrupted, JaxqaError
 
 _TRUE, _FALSE = {"true", "1", "yes", "y"}, {"false", "0", "no", "n"}
 
@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                   "Run `run_qa.py --help` for the flags.", flush=True)
         _use_platform(config.accelerator)
         run(config)
+    except Interrupted as stop:  # a clean, resumable stop (SIGTERM/SIGINT): the checkpoint is written
+        print(f"jaxqa: {stop}", file=sys.stderr)
+        return 0
     except JaxqaError as err:
         print(f"jaxqa: error: {err}", file=sys.stderr)
         return 2

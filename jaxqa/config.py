@@ -68,6 +68,20 @@ class RunConfig:
     warmup_steps: int = _f(0, "warmup steps (overrides --warmup_ratio when > 0)")
     logging_steps: int = _f(50, "log loss, learning rate and throughput every N steps")
     seed: int = _f(42, "seed for initialisation, shuffling and dropout")
+    # Checkpoints and evaluation during training
+    save_steps: int = _f(500, "save a checkpoint (Orbax, asynchronous) every N steps; also at the end and on "
+                         "SIGTERM/SIGINT")
+    save_total_limit: int | None = _f(2, "keep the newest N checkpoints (plus the best one by "
+                                      "--metric_for_best_model); none: keep all")
+    eval_steps: int | None = _f(None, "with --do_eval, also evaluate every N steps during training (the "
+                                "checkpoint of that step records the metrics)")
+    metric_for_best_model: str = _f("f1", "eval metric whose best checkpoint is kept beyond --save_total_limit")
+    resume_from_checkpoint: str | None = _f(None, "'auto': continue from the newest complete checkpoint in "
+                                            "--output_dir; or a checkpoint directory (output_dir/checkpoints/STEP)")
+    overwrite_output_dir: bool = _f(False, "start afresh in an --output_dir that holds another run's checkpoints "
+                                    "(deletes them)")
+    export_hf_dir: str | None = _f(None, "where the final model is written in Hugging Face format "
+                                   "(default: output_dir/model)")
     # Where it runs
     accelerator: Literal["auto", "cpu", "gpu", "tpu"] = _f("auto", "JAX backend; fails if it is not present")
 
@@ -82,12 +96,15 @@ class RunConfig:
         if self.do_eval and not self.validation_file:
             raise ConfigError("--do_eval needs --validation_file")
         positive = ["max_seq_length", "max_query_length", "max_answer_length", "per_device_train_batch_size",
-                    "per_device_eval_batch_size", "logging_steps", "bucket_width", "n_best_size"]
+                    "per_device_eval_batch_size", "logging_steps", "bucket_width", "n_best_size", "save_steps"]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")
         for name in ("learning_rate", "num_train_epochs"):
             if not getattr(self, name) > 0:
+                raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")
+        for name in ("save_total_limit", "eval_steps"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")
         if self.doc_stride < 0 or not 0 <= self.warmup_ratio <= 1 or self.weight_decay < 0:
             raise ConfigError("--doc_stride and --weight_decay must be >= 0 and --warmup_ratio in [0, 1]")
@@ -106,5 +123,5 @@ def default_run() -> RunConfig:
         do_train=True, do_eval=True, eval_before_training=True,
         max_seq_length=256, doc_stride=128, per_device_train_batch_size=16,
         learning_rate=1.5e-4, num_train_epochs=2.0, warmup_ratio=0.1, weight_decay=0.01,
-        logging_steps=10, output_dir=os.path.join("jaxqa_output", "default_run"),
+        logging_steps=10, output_dir=os.path.join("jaxqa_output", "default_run"), overwrite_output_dir=True,
     )

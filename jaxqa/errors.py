@@ -23,3 +23,7 @@ class ConfigError(JaxqaError):
 
 class TrainingError(JaxqaError):
     """Training cannot go on (e.g. the loss became NaN or infinite)."""
+
+
+class Interrupted(JaxqaError):
+    """Training stopped on SIGTERM/SIGINT after saving a checkpoint: a clean exit, resumable."""

@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import queue
+import signal
 import threading
 import time
 from pathlib import Path
@@ -19,11 +20,11 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxqa import batching, decode, metrics, sharding, weights
+from jaxqa import batching, checkpoint, decode, metrics, sharding, weights
 from jaxqa.answer import QuestionAnswerer, scatter_logits
 from jaxqa.config import RunConfig
 from jaxqa.data import Examples, load_examples
-from jaxqa.errors import ConfigError, TrainingError
+from jaxqa.errors import ConfigError, Interrupted, TrainingError
 from jaxqa.features import Features, check_window, load_tokenizer, tokenize
 from jaxqa.train_state import TrainState, create_train_state, eval_step, train_step
 
@@ -75,6 +76,36 @@ def prefetch(items, size: int = 2):
         yield item
 
 
+class StopRequest:
+    """SIGTERM/SIGINT set a flag that the loop checks after each step, so the step in flight finishes and
+    a checkpoint is written before the process exits. A second signal acts at once, as usual."""
+
+    def __enter__(self):
+        self.signal, self.previous = None, {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, _frame):
+        self.signal = signal.Signals(signum).name
+        signal.signal(signum, self.previous[signum])
+        log.warning("%s received: finishing the current step and saving a checkpoint", self.signal)
+
+    def requested(self, step: int) -> bool:
+        if self.signal:
+            return True
+        if jax.process_count() > 1:  # all hosts stop at the same step when one is preempted
+            from jax.experimental import multihost_utils
+
+            return multihost_utils.reached_preemption_sync_point(step)
+        return False
+
+    def __exit__(self, *_exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
 class Trainer:
     """One run: `fit` fine-tunes, `evaluate` scores; both reuse the compiled steps."""
 
@@ -118,6 +149,64 @@ class Trainer:
                                    donate_argnums=0)
         self._eval_step = jax.jit(eval_step, in_shardings=(state_sharding, batch_sharding),
                                   out_shardings=batch_sharding)
+        self.checkpointer = self._open_checkpoints() if config.do_train else None
+
+    def _open_checkpoints(self) -> checkpoint.Checkpointer:
+        """The run's checkpoint manager; restores the state when resuming, refuses to clobber another run."""
+        c = self.config
+        checkpointer = checkpoint.Checkpointer(self.out_dir, keep=c.save_total_limit,
+                                               best_metric=c.metric_for_best_model)
+        if c.resume_from_checkpoint:
+            source, step = self._resume_source(checkpointer)
+            state, meta = source.restore(self.state, step)
+            if source is not checkpointer:
+                source.close()
+            if state is None:
+                log.warning("--resume_from_checkpoint %s: no checkpoint in %s yet; starting from step 0",
+                            c.resume_from_checkpoint, source.directory)
+            else:
+                self._check_resumable(meta, source.directory)
+                self.state = state
+                log.info("resumed from %s/%d: step %d of %d (epoch %d, batch %d)", source.directory, meta["step"],
+                         meta["step"], self.total_steps, meta["epoch"], meta["batch_in_epoch"])
+        elif checkpointer.steps():
+            if not c.overwrite_output_dir:
+                raise ConfigError(f"--output_dir {self.out_dir} already holds checkpoints of a run (newest: step "
+                                  f"{checkpointer.steps()[-1]}); pass --resume_from_checkpoint auto to continue it, "
+                                  "--overwrite_output_dir to start afresh, or choose another --output_dir")
+            checkpointer.delete_all()
+            checkpointer = checkpoint.Checkpointer(self.out_dir, keep=c.save_total_limit,
+                                                   best_metric=c.metric_for_best_model)
+        return checkpointer
+
+    def _resume_source(self, own: checkpoint.Checkpointer) -> tuple[checkpoint.Checkpointer, int | None]:
+        """(manager, step or None for the newest) named by --resume_from_checkpoint."""
+        value = self.config.resume_from_checkpoint
+        if value == "auto":
+            return own, None
+        path = Path(value).absolute()
+        if path.name.isdigit() and path.parent.name == checkpoint.CHECKPOINT_SUBDIR and path.is_dir():
+            run_dir, step = path.parent.parent, int(path.name)
+        elif (path / checkpoint.CHECKPOINT_SUBDIR).is_dir():
+            run_dir, step = path, None
+        else:
+            raise ConfigError(f"--resume_from_checkpoint {value}: not a checkpoint (expected 'auto', "
+                              f"OUTPUT_DIR/{checkpoint.CHECKPOINT_SUBDIR}/STEP or an output dir holding "
+                              f"{checkpoint.CHECKPOINT_SUBDIR}/)")
+        if run_dir == self.out_dir.absolute():
+            return own, step
+        return checkpoint.Checkpointer(run_dir, keep=None, best_metric=None), step
+
+    def _check_resumable(self, meta: dict, where: Path) -> None:
+        saved, now = meta.get("identity", {}), checkpoint.run_identity(self.config)
+        changed = [f"--{k} {saved.get(k)!r} -> {now[k]!r}" for k in now if saved.get(k) != now[k]]
+        if changed:
+            raise ConfigError(f"cannot resume from {where}: settings differ from that run ({'; '.join(changed[:4])}); "
+                              "rerun with the same settings, or pass --overwrite_output_dir to start afresh")
+        if meta.get("num_train_features") != len(self.train_features):
+            raise ConfigError(f"cannot resume from {where}: that run had {meta.get('num_train_features')} training "
+                              f"features, this one {len(self.train_features)} (the training data or tokenizer "
+                              "changed); use the same data, or --overwrite_output_dir to start afresh")
 
     def _load(self, path: str, limit: int | None, require_answers: bool = True) -> tuple[Examples, Features]:
         t0 = time.perf_counter()
@@ -148,40 +237,90 @@ class Trainer:
         return prefetch(sharding.put_batch(batching.gather(arrays, b), self.mesh) for b in plan)
 
     def fit(self) -> list[dict]:
-        """Train for the configured epochs; returns the logged metrics."""
+        """Train for the configured epochs (from the restored step when resuming); returns the logged metrics."""
         c, history = self.config, []
         steps_per_epoch = len(self._plan(self.train_features, self.train_batch, epoch=0))
         log.info("training: %d features, global batch %d, %d steps/epoch, %d steps", len(self.train_features),
                  self.train_batch, steps_per_epoch, self.total_steps)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         step = int(self.state.step)
+        metrics_file = self._open_metrics_log(step)
         bar = tqdm(total=self.total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
                    disable=None)
         self._window = [time.perf_counter(), 0]  # start of the logging window, examples seen in it
         t_start = time.perf_counter()
-        with open(self.out_dir / "metrics.jsonl", "a" if step else "w", encoding="utf-8") as metrics_file:
-            for epoch in range(step // steps_per_epoch, math.ceil(self.total_steps / steps_per_epoch)):
-                plan = self._plan(self.train_features, self.train_batch, epoch)[step % steps_per_epoch:]
-                plan = plan[: self.total_steps - step]
-                for batch_plan, batch in zip(plan, self._device_batches(self.train_features.train_arrays(), plan)):
-                    self.state, step_metrics = self._train_step(self.state, batch)
-                    step += 1
-                    self._window[1] += int((batch_plan.rows >= 0).sum())
-                    bar.update(1)
-                    if step % c.logging_steps == 0 or step == self.total_steps:
-                        history.append(self._log(step, step / steps_per_epoch, step_metrics, metrics_file, bar))
-        bar.close()
-        jax.block_until_ready(self.state)
+        try:
+            with StopRequest() as stop:
+                for epoch in range(step // steps_per_epoch, math.ceil(self.total_steps / steps_per_epoch)):
+                    plan = self._plan(self.train_features, self.train_batch, epoch)[step % steps_per_epoch:]
+                    plan = plan[: self.total_steps - step]
+                    batches = self._device_batches(self.train_features.train_arrays(), plan)
+                    for batch_plan, batch in zip(plan, batches):
+                        self.state, step_metrics = self._train_step(self.state, batch)
+                        step += 1
+                        self._window[1] += int((batch_plan.rows >= 0).sum())
+                        bar.update(1)
+                        if step % c.logging_steps == 0 or step == self.total_steps:
+                            history.append(self._log(step, step / steps_per_epoch, step_metrics, metrics_file, bar))
+                        evaluation = None
+                        if c.do_eval and c.eval_steps and step % c.eval_steps == 0 and step < self.total_steps:
+                            evaluation = self.evaluate(write_files=False)
+                            self._window[0] += evaluation["eval_seconds"]  # throughput counts training only
+                            metrics_file.write(json.dumps({"step": step, "eval": evaluation}) + "\n")
+                        stopping = stop.requested(step)
+                        if evaluation or stopping or step % c.save_steps == 0 or step == self.total_steps:
+                            self._save(step, steps_per_epoch, step_metrics, evaluation)
+                        if stopping:
+                            self.checkpointer.wait()
+                            raise Interrupted(
+                                f"stopped by {stop.signal or 'preemption'} at step {step}/{self.total_steps}; "
+                                f"checkpoint saved in {self.checkpointer.directory}/{step}. To continue, run the "
+                                "same command with --resume_from_checkpoint auto")
+        finally:
+            bar.close()
+            metrics_file.close()
+            self.checkpointer.wait()
         self.train_seconds = time.perf_counter() - t_start
-        log.info("training done: %d steps in %.1fs; model saved to %s", step, self.train_seconds, self.save_model())
+        best = self.checkpointer.best()
+        if best:
+            log.info("best checkpoint by eval %s: step %d (%.2f)", c.metric_for_best_model, *best)
+        log.info("training done: %d steps in %.1fs; model saved to %s", step, self.train_seconds,
+                 self.save_model(c.export_hf_dir))
         return history
+
+    def _open_metrics_log(self, step: int):
+        """metrics.jsonl, keeping on resume only the records up to the restored step (a killed run may have
+        logged steps past its last checkpoint; they are run again)."""
+        path = self.out_dir / "metrics.jsonl"
+        kept = []
+        if step and path.exists():
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+                    if line.strip() and json.loads(line).get("step", 0) <= step]
+        write_text(path, "".join(kept))
+        return open(path, "a", encoding="utf-8")
+
+    def _save(self, step: int, steps_per_epoch: int, step_metrics, evaluation: dict | None) -> None:
+        """An asynchronous checkpoint of this step, never of a diverged state (the one host sync at saves)."""
+        loss = float(jax.device_get(step_metrics["loss"]))
+        if not math.isfinite(loss):
+            raise self._diverged(step, loss)
+        meta = {"step": step, "epoch": step // steps_per_epoch, "batch_in_epoch": step % steps_per_epoch,
+                "steps_per_epoch": steps_per_epoch, "num_train_features": len(self.train_features),
+                "identity": checkpoint.run_identity(self.config), "eval": evaluation}
+        self.checkpointer.save(self.state, meta, metrics=evaluation)
+
+    def _diverged(self, step: int, loss: float) -> TrainingError:
+        steps = self.checkpointer.steps() if self.checkpointer else []
+        kept = (f"the last good checkpoint is {self.checkpointer.directory}/{steps[-1]}" if steps
+                else "no checkpoint was written")
+        return TrainingError(f"step {step}: the loss is {loss}; training stopped ({kept}). Lower --learning_rate "
+                             "(or raise --warmup_ratio) and check the data")
 
     def _log(self, step: int, epoch: float, step_metrics, metrics_file, bar) -> dict:
         """The one device->host transfer of the loop: metrics of the latest step, every logging_steps."""
         record = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
         if not math.isfinite(record["loss"]):
-            raise TrainingError(f"step {step}: the loss is {record['loss']}; lower --learning_rate "
-                                "(or raise --warmup_ratio) and check the data")
+            raise self._diverged(step, record["loss"])
         now = time.perf_counter()
         record.update(step=step, epoch=round(epoch, 3), examples_per_s=self._window[1] / (now - self._window[0]))
         self._window = [now, 0]
@@ -226,7 +365,7 @@ class Trainer:
                              null_score_diff_threshold=c.null_score_diff_threshold if with_null else None,
                              n_best_size=c.n_best_size)
 
-    def evaluate(self, split: str = "eval") -> dict:
+    def evaluate(self, split: str = "eval", write_files: bool = True) -> dict:
         """Predict and score a split: "eval" (validation file), "before_training" (the same, before
         fine-tuning) or "predict" (test file, not scored). Writes predictions.json,
         nbest_predictions.json, null_odds.json (v2) and eval_results.json, prefixed for other splits."""
@@ -253,6 +392,9 @@ class Trainer:
                 result = metrics.score(metric, predictions, gold, null_odds)
         result.update(num_examples=len(examples), num_features=len(features),
                       eval_seconds=round(time.perf_counter() - t0, 2), step=int(self.state.step))
+        if not write_files:  # an evaluation during training: the metrics only
+            log.info("step %d %s: %s", result["step"], split, metrics.summary(result))
+            return result
         prefix = "" if split == "eval" else f"{split}_"
         self.out_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.out_dir / f"{prefix}predictions.json", predictions)
