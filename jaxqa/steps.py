@@ -46,10 +46,12 @@ def train_step(state, batch):
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "learning_rate": state.lr_schedule(state.step)}
-    new_state = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                              opt_state=opt_state)
-    return new_state, metrics
+    params = optax.apply_updates(state.params, updates)
+    # Checked before a checkpoint is written, so a diverged state is never saved.
+    params_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
+    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "learning_rate": state.lr_schedule(state.step),
+               "params_finite": params_finite}
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
 def eval_step(state, batch):

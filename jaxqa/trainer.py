@@ -301,25 +301,28 @@ class Trainer:
 
     def _save(self, step: int, steps_per_epoch: int, step_metrics, evaluation: dict | None) -> None:
         """An asynchronous checkpoint of this step, never of a diverged state (the one host sync at saves)."""
-        loss = float(jax.device_get(step_metrics["loss"]))
-        if not math.isfinite(loss):
-            raise self._diverged(step, loss)
+        loss, params_finite = jax.device_get((step_metrics["loss"], step_metrics["params_finite"]))
+        if not (math.isfinite(loss) and params_finite):
+            raise self._diverged(step, float(loss))
         meta = {"step": step, "epoch": step // steps_per_epoch, "batch_in_epoch": step % steps_per_epoch,
                 "steps_per_epoch": steps_per_epoch, "num_train_features": len(self.train_features),
                 "identity": checkpoint.run_identity(self.config), "eval": evaluation}
         self.checkpointer.save(self.state, meta, metrics=evaluation)
 
     def _diverged(self, step: int, loss: float) -> TrainingError:
-        steps = self.checkpointer.steps() if self.checkpointer else []
+        self.checkpointer.wait()
+        steps = self.checkpointer.steps()
         kept = (f"the last good checkpoint is {self.checkpointer.directory}/{steps[-1]}" if steps
                 else "no checkpoint was written")
-        return TrainingError(f"step {step}: the loss is {loss}; training stopped ({kept}). Lower --learning_rate "
+        what = f"the loss is {loss}" if not math.isfinite(loss) else "the parameters became NaN/inf"
+        return TrainingError(f"step {step}: {what}; training stopped ({kept}). Lower --learning_rate "
                              "(or raise --warmup_ratio) and check the data")
 
     def _log(self, step: int, epoch: float, step_metrics, metrics_file, bar) -> dict:
         """The one device->host transfer of the loop: metrics of the latest step, every logging_steps."""
         record = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
-        if not math.isfinite(record["loss"]):
+        params_finite = record.pop("params_finite")
+        if not (math.isfinite(record["loss"]) and params_finite):
             raise self._diverged(step, record["loss"])
         now = time.perf_counter()
         record.update(step=step, epoch=round(epoch, 3), examples_per_s=self._window[1] / (now - self._window[0]))

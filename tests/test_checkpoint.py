@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -157,3 +158,19 @@ def test_keeps_the_newest_plus_the_best(tmp_path, tiny_bert_dir):
         checkpointer.save(state, {"step": step}, metrics=None if f1 is None else {"f1": f1, "exact_match": 1.0})
     checkpointer.wait()
     assert checkpointer.steps() == [2, 4, 5] and checkpointer.best() == (2, 55.0)
+
+
+def test_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tiny_bert_dir, data_dir):
+    out = tmp_path / "diverged"
+    cmd = _command(tiny_bert_dir, data_dir, out)
+    cmd[cmd.index("--learning_rate") + 1] = "1e30"
+    cmd[cmd.index("--save_steps") + 1] = "1"
+    cmd[cmd.index("--logging_steps") + 1] = "5"
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    match = re.fullmatch(r"jaxqa: error: step (\d+): the (loss is nan|parameters became NaN/inf); training stopped "
+                         r"\(the last good checkpoint is (.+)/(\d+)\)\. Lower --learning_rate .*", last)
+    assert match, last
+    bad, good = int(match.group(1)), int(match.group(4))
+    assert good < bad and max(int(p.name) for p in (out / "checkpoints").iterdir()) == good
