@@ -47,6 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def flags_table() -> str:
+    """README's flag table, generated from the parser (a test keeps README in step with it)."""
+    rows = ["| flag | default | what it does |", "|---|---|---|"]
+    for action in build_parser()._actions:
+        if action.dest == "help":
+            continue
+        choices = f" ({' / '.join(map(str, action.choices))})" if action.choices else ""
+        text = action.help.replace("|", "\\|")
+        rows.append(f"| `--{action.dest}` | {action.default!s} | {text}{choices} |")
+    return "\n".join(rows)
+
+
 def config_from_file(path: Path) -> RunConfig:
     """Flags from a JSON/YAML object of {flag name: value}, as Hugging Face's run_qa accepts."""
     if not path.is_file():
@@ -99,10 +111,12 @@ def run(config: RunConfig, *, announce=print) -> dict:
     if config.eval_before_training and config.do_eval:
         results["before_training"] = trainer.evaluate("before_training")
     if config.do_train:
-        trainer.fit()
+        history = trainer.fit()
         results["train_seconds"] = round(trainer.train_seconds, 1)
+        results["final_loss"] = history[-1]["loss"] if history else None
     if config.do_eval:
         results["eval"] = trainer.evaluate()
+    curves = trainer.finish()
     if config.do_predict:
         results["predict"] = trainer.evaluate("predict")
         announce(f"predictions for {results['predict']['num_examples']} questions of {config.test_file} in "
@@ -113,12 +127,63 @@ def run(config: RunConfig, *, announce=print) -> dict:
         announce(f"{'after fine-tuning' if config.do_train else 'evaluation'}: {metrics.summary(results['eval'])}  "
                  f"({results['eval']['num_examples']} questions, {config.validation_file})")
     if config.do_train:
-        announce(f"training time: {results['train_seconds']:.1f}s; outputs in {config.output_dir}/")
+        announce(summary_table(results, trainer.state_step))
+        announce(f"training time: {results['train_seconds']:.1f}s; outputs in {config.output_dir}/"
+                 + (f" (curves: {curves.name}, TensorBoard: tensorboard --logdir {config.output_dir})" if curves else ""))
     return results
+
+
+def summary_table(results: dict, steps: int) -> str:
+    """The end-of-run table: training figures, then every eval metric before/after fine-tuning."""
+    rows = [("train steps", str(steps)), ("train time (s)", f"{results['train_seconds']:.1f}")]
+    if results.get("final_loss") is not None:
+        rows.append(("final train loss", f"{results['final_loss']:.4f}"))
+    after, before = results.get("eval", {}), results.get("before_training", {})
+    for key, value in after.items():
+        if isinstance(value, float) and key != "eval_seconds":
+            rows.append((f"eval {key}", f"{value:.2f}" + (f"  (before: {before[key]:.2f})" if key in before else "")))
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(["", f"{'summary':<{width}}  value", f"{'-' * width}  {'-' * 24}"]
+                     + [f"{name:<{width}}  {value}" for name, value in rows])
+
+
+def answer_main(argv: list[str]) -> int:
+    """`python -m jaxqa answer --model DIR --question Q (--context TEXT | --context_file F)`: one answer as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m jaxqa answer", description="Answer one question from a context "
+                                     "with a fine-tuned model; prints {answer, start, end, score} as JSON.")
+    parser.add_argument("--model", required=True, help="a model directory (e.g. OUTPUT_DIR/model) or Hub id")
+    parser.add_argument("--question", required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--context", help="the passage, as text")
+    source.add_argument("--context_file", help="a UTF-8 text file holding the passage (any length)")
+    parser.add_argument("--max_seq_length", type=int, default=384)
+    parser.add_argument("--doc_stride", type=int, default=128)
+    parser.add_argument("--max_answer_length", type=int, default=30)
+    args = parser.parse_args(argv)
+    try:
+        if args.context_file:
+            path = Path(args.context_file)
+            if not path.is_file():
+                raise ConfigError(f"--context_file {path}: no such file")
+            context = path.read_text(encoding="utf-8")
+        else:
+            context = args.context
+        from jaxqa.answer import QuestionAnswerer
+        from jaxqa.weights import resolve_model_dir
+
+        qa = QuestionAnswerer.from_pretrained(resolve_model_dir(args.model), max_seq_length=args.max_seq_length,
+                                              doc_stride=args.doc_stride, max_answer_length=args.max_answer_length)
+        print(json.dumps(qa(args.question, context), ensure_ascii=False))
+    except JaxqaError as err:
+        print(f"jaxqa: error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["answer"]:
+        return answer_main(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     for noisy in ("absl", "jax._src", "transformers", "httpx"):

@@ -82,6 +82,22 @@ class RunConfig:
                                     "(deletes them)")
     export_hf_dir: str | None = _f(None, "where the final model is written in Hugging Face format "
                                    "(default: output_dir/model)")
+    # Hugging Face run_qa.py flags: accepted with the same meaning, or said to change nothing here
+    dataset_name: str | None = _f(None, "a QA dataset on the Hugging Face Hub (e.g. squad, squad_v2), read through "
+                                  "the optional `datasets` package; its splits replace --train_file etc.")
+    dataset_config_name: str | None = _f(None, "configuration of --dataset_name")
+    model_revision: str = _f("main", "branch, tag or commit of a Hub model")
+    token: str | None = _f(None, "Hugging Face Hub token (private models, --push_to_hub)")
+    use_auth_token: bool = _f(False, "use the token saved by `huggingface-cli login` (the default anyway)")
+    trust_remote_code: bool = _f(False, "accepted; changes nothing: jaxqa never runs model code from the Hub")
+    overwrite_cache: bool = _f(False, "accepted; changes nothing: features are built in memory, not cached")
+    preprocessing_num_workers: int | None = _f(None, "accepted; changes nothing: the fast tokenizer's batch call "
+                                               "already uses every core")
+    adafactor: bool = _f(False, "Adafactor instead of AdamW (same schedule and clipping)")
+    push_to_hub: bool = _f(False, "upload the final model to the Hugging Face Hub (needs network and a token: "
+                           "checked before training starts)")
+    hub_model_id: str | None = _f(None, "Hub repository for --push_to_hub (default: the output_dir's name)")
+    hub_token: str | None = _f(None, "token for --push_to_hub (default: --token or the saved login)")
     # Where it runs
     accelerator: Literal["auto", "cpu", "gpu", "tpu"] = _f("auto", "JAX backend; fails if it is not present")
 
@@ -91,10 +107,10 @@ class RunConfig:
             raise ConfigError("nothing to do: pass --do_train, --do_eval and/or --do_predict")
         if self.do_predict and not self.test_file:
             raise ConfigError("--do_predict needs --test_file")
-        if self.do_train and not self.train_file:
-            raise ConfigError("--do_train needs --train_file")
-        if self.do_eval and not self.validation_file:
-            raise ConfigError("--do_eval needs --validation_file")
+        if self.do_train and not (self.train_file or self.dataset_name):
+            raise ConfigError("--do_train needs --train_file (or --dataset_name)")
+        if self.do_eval and not (self.validation_file or self.dataset_name):
+            raise ConfigError("--do_eval needs --validation_file (or --dataset_name)")
         positive = ["max_seq_length", "max_query_length", "max_answer_length", "per_device_train_batch_size",
                     "per_device_eval_batch_size", "logging_steps", "bucket_width", "n_best_size", "save_steps"]
         for name in positive:
@@ -109,6 +125,11 @@ class RunConfig:
         if self.doc_stride < 0 or not 0 <= self.warmup_ratio <= 1 or self.weight_decay < 0:
             raise ConfigError("--doc_stride and --weight_decay must be >= 0 and --warmup_ratio in [0, 1]")
         return self
+
+    def inert_flags(self) -> list[str]:
+        """Hugging Face flags that were set but change nothing here, each with the reason."""
+        return [f"--{f.name}: {f.metadata['help'].split('; ', 1)[1]}" for f in dataclasses.fields(self)
+                if f.metadata["help"].startswith("accepted; ") and getattr(self, f.name) not in (None, False)]
 
     @property
     def bucket(self) -> int | None:

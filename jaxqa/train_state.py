@@ -50,7 +50,7 @@ def _decays(path, _leaf) -> bool:
 
 
 def make_optimizer(config, total_steps: int):
-    """AdamW with linear warmup then linear decay to 0, global-norm clipping: the BERT recipe."""
+    """AdamW (or Adafactor) with linear warmup then linear decay to 0, global-norm clipping: the BERT recipe."""
     warmup = config.warmup_steps or int(round(config.warmup_ratio * total_steps))
     warmup = min(warmup, total_steps)
     schedule = optax.join_schedules(
@@ -58,11 +58,16 @@ def make_optimizer(config, total_steps: int):
          optax.linear_schedule(config.learning_rate, 0.0, max(total_steps - warmup, 1))],
         boundaries=[warmup],
     )
+    decay_mask = lambda params: jax.tree_util.tree_map_with_path(_decays, params)  # noqa: E731
+    if getattr(config, "adafactor", False):  # factored second moments: less optimizer memory
+        optimizer = optax.adafactor(schedule, weight_decay_rate=config.weight_decay or None,
+                                    weight_decay_mask=decay_mask)
+    else:
+        optimizer = optax.adamw(schedule, b1=config.adam_beta1, b2=config.adam_beta2, eps=config.adam_epsilon,
+                                weight_decay=config.weight_decay, mask=decay_mask)
     tx = optax.chain(
         optax.clip_by_global_norm(config.max_grad_norm) if config.max_grad_norm > 0 else optax.identity(),
-        optax.adamw(schedule, b1=config.adam_beta1, b2=config.adam_beta2, eps=config.adam_epsilon,
-                    weight_decay=config.weight_decay,
-                    mask=lambda params: jax.tree_util.tree_map_with_path(_decays, params)),
+        optimizer,
     )
     return tx, schedule
 

@@ -6,6 +6,7 @@ Device work is dispatched asynchronously: the loop only waits on the device when
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -20,12 +21,13 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxqa import batching, checkpoint, decode, metrics, sharding, weights
+from jaxqa import batching, checkpoint, decode, hub, metrics, sharding, weights
 from jaxqa.answer import QuestionAnswerer, scatter_logits
 from jaxqa.config import RunConfig
 from jaxqa.data import Examples, load_examples
 from jaxqa.errors import ConfigError, Interrupted, TrainingError
 from jaxqa.features import Features, check_window, load_tokenizer, tokenize
+from jaxqa.run_log import RunLog, plot_curves
 from jaxqa.train_state import TrainState, create_train_state, eval_step, train_step
 
 log = logging.getLogger("jaxqa")
@@ -110,7 +112,13 @@ class Trainer:
     """One run: `fit` fine-tunes, `evaluate` scores; both reuse the compiled steps."""
 
     def __init__(self, config: RunConfig, *, mesh=None):
-        self.config = config.validate()
+        config.validate()
+        if config.dataset_name:
+            config = dataclasses.replace(config, **hub.dataset_files(config, Path(config.output_dir)))
+        self.config = config
+        self.push_repo = hub.check_push(config) if config.push_to_hub else None
+        for note in config.inert_flags():
+            log.info("%s", note)
         self.mesh = mesh or sharding.make_mesh(select_devices(config.accelerator))
         self.out_dir = Path(config.output_dir)
         # --config_name without --model_name_or_path: a model of that shape, randomly initialised.
@@ -119,7 +127,8 @@ class Trainer:
         if not self.pretrained:
             config_path = Path(config.config_name)
             source = str(config_path.parent if config_path.is_file() else config_path)
-        self.model_dir = weights.resolve_model_dir(source, config.cache_dir)
+        self.model_dir = weights.resolve_model_dir(source, config.cache_dir, revision=config.model_revision,
+                                                   token=config.token)
         self.tokenizer = load_tokenizer(config.tokenizer_name or self.model_dir, config.cache_dir)
         check_window(config.max_seq_length, config.doc_stride, config.max_query_length, self.tokenizer)
         self.n_data = self.mesh.shape["data"]
@@ -150,6 +159,7 @@ class Trainer:
         self._eval_step = jax.jit(eval_step, in_shardings=(state_sharding, batch_sharding),
                                   out_shardings=batch_sharding)
         self.checkpointer = self._open_checkpoints() if config.do_train else None
+        self.run_log: RunLog | None = None
 
     def _open_checkpoints(self) -> checkpoint.Checkpointer:
         """The run's checkpoint manager; restores the state when resuming, refuses to clobber another run."""
@@ -244,7 +254,7 @@ class Trainer:
                  self.train_batch, steps_per_epoch, self.total_steps)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         step = int(self.state.step)
-        metrics_file = self._open_metrics_log(step)
+        self.run_log = run_log = RunLog(self.out_dir, step)
         bar = tqdm(total=self.total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
                    disable=None)
         self._window = [time.perf_counter(), 0]  # start of the logging window, examples seen in it
@@ -261,12 +271,11 @@ class Trainer:
                         self._window[1] += int((batch_plan.rows >= 0).sum())
                         bar.update(1)
                         if step % c.logging_steps == 0 or step == self.total_steps:
-                            history.append(self._log(step, step / steps_per_epoch, step_metrics, metrics_file, bar))
+                            history.append(self._log(step, step / steps_per_epoch, step_metrics, run_log, bar))
                         evaluation = None
                         if c.do_eval and c.eval_steps and step % c.eval_steps == 0 and step < self.total_steps:
                             evaluation = self.evaluate(write_files=False)
                             self._window[0] += evaluation["eval_seconds"]  # throughput counts training only
-                            metrics_file.write(json.dumps({"step": step, "eval": evaluation}) + "\n")
                         stopping = stop.requested(step)
                         if evaluation or stopping or step % c.save_steps == 0 or step == self.total_steps:
                             self._save(step, steps_per_epoch, step_metrics, evaluation)
@@ -278,26 +287,29 @@ class Trainer:
                                 "same command with --resume_from_checkpoint auto")
         finally:
             bar.close()
-            metrics_file.close()
+            run_log.flush()
             self.checkpointer.wait()
         self.train_seconds = time.perf_counter() - t_start
         best = self.checkpointer.best()
         if best:
             log.info("best checkpoint by eval %s: step %d (%.2f)", c.metric_for_best_model, *best)
-        log.info("training done: %d steps in %.1fs; model saved to %s", step, self.train_seconds,
-                 self.save_model(c.export_hf_dir))
+        model_dir = self.save_model(c.export_hf_dir)
+        log.info("training done: %d steps in %.1fs; model saved to %s", step, self.train_seconds, model_dir)
+        if self.push_repo:
+            log.info("model uploaded to %s", hub.push(c, model_dir, self.push_repo))
         return history
 
-    def _open_metrics_log(self, step: int):
-        """metrics.jsonl, keeping on resume only the records up to the restored step (a killed run may have
-        logged steps past its last checkpoint; they are run again)."""
-        path = self.out_dir / "metrics.jsonl"
-        kept = []
-        if step and path.exists():
-            kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
-                    if line.strip() and json.loads(line).get("step", 0) <= step]
-        write_text(path, "".join(kept))
-        return open(path, "a", encoding="utf-8")
+    @property
+    def state_step(self) -> int:
+        return int(self.state.step)
+
+    def finish(self) -> Path | None:
+        """Close the run's logs and draw `training_curves.png` (after the final evaluation)."""
+        if not self.run_log:
+            return None
+        self.run_log.close()
+        self.run_log = None
+        return plot_curves(self.out_dir)
 
     def _save(self, step: int, steps_per_epoch: int, step_metrics, evaluation: dict | None) -> None:
         """An asynchronous checkpoint of this step, never of a diverged state (the one host sync at saves)."""
@@ -318,7 +330,7 @@ class Trainer:
         return TrainingError(f"step {step}: {what}; training stopped ({kept}). Lower --learning_rate "
                              "(or raise --warmup_ratio) and check the data")
 
-    def _log(self, step: int, epoch: float, step_metrics, metrics_file, bar) -> dict:
+    def _log(self, step: int, epoch: float, step_metrics, run_log: RunLog, bar) -> dict:
         """The one device->host transfer of the loop: metrics of the latest step, every logging_steps."""
         record = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
         params_finite = record.pop("params_finite")
@@ -327,8 +339,7 @@ class Trainer:
         now = time.perf_counter()
         record.update(step=step, epoch=round(epoch, 3), examples_per_s=self._window[1] / (now - self._window[0]))
         self._window = [now, 0]
-        metrics_file.write(json.dumps(record) + "\n")
-        metrics_file.flush()
+        run_log.train(record)
         bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['learning_rate']:.2e}",
                         ex_s=f"{record['examples_per_s']:.1f}")
         if bar.disable:  # no terminal: the log carries the progress
@@ -395,6 +406,8 @@ class Trainer:
                 result = metrics.score(metric, predictions, gold, null_odds)
         result.update(num_examples=len(examples), num_features=len(features),
                       eval_seconds=round(time.perf_counter() - t0, 2), step=int(self.state.step))
+        if self.run_log and split == "eval":
+            self.run_log.eval(result["step"], result)
         if not write_files:  # an evaluation during training: the metrics only
             log.info("step %d %s: %s", result["step"], split, metrics.summary(result))
             return result

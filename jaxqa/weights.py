@@ -44,7 +44,8 @@ def packaged_model_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
-def resolve_model_dir(name_or_path: str | None, cache_dir: str | None = None) -> Path:
+def resolve_model_dir(name_or_path: str | None, cache_dir: str | None = None, *, revision: str | None = None,
+                      token: str | None = None) -> Path:
     """A local directory as is; otherwise a Hugging Face Hub id, downloaded when the network allows."""
     if not name_or_path:
         return packaged_model_dir()
@@ -57,7 +58,8 @@ def resolve_model_dir(name_or_path: str | None, cache_dir: str | None = None) ->
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(name_or_path, cache_dir=cache_dir, allow_patterns=_HUB_FILES))
+        return Path(snapshot_download(name_or_path, cache_dir=cache_dir, allow_patterns=_HUB_FILES,
+                                      revision=revision, token=token))
     except Exception as err:  # offline, unknown id, auth: all need the same advice
         raise ModelError(
             f"--model_name_or_path {name_or_path}: no such local directory and the Hugging Face Hub "
