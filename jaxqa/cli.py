@@ -101,10 +101,17 @@ def _use_platform(accelerator: str) -> None:
         jax.config.update("jax_platforms", "cpu")
 
 
+def _silent(*_args, **_kwargs) -> None:
+    pass
+
+
 def run(config: RunConfig, *, announce=print) -> dict:
+    from jaxqa import sharding
     from jaxqa.trainer import Trainer, write_json
 
     trainer = Trainer(config)
+    if not sharding.is_main_process():  # multi-host: process 0 speaks for all
+        announce = _silent
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     write_json(Path(config.output_dir) / "run_config.json", dataclasses.asdict(config))
     results = {}

@@ -100,6 +100,12 @@ class RunConfig:
     hub_token: str | None = _f(None, "token for --push_to_hub (default: --token or the saved login)")
     # Where it runs
     accelerator: Literal["auto", "cpu", "gpu", "tpu"] = _f("auto", "JAX backend; fails if it is not present")
+    mesh: str = _f("", "device mesh as axis=size over data, fsdp, tensor, e.g. data=2,fsdp=2,tensor=2 (-1: the "
+                   "rest of the devices); default: all devices on data. The batch is split over data x fsdp")
+    coordinator_address: str | None = _f(None, "multi-host: host:port of process 0 (with --num_processes and "
+                                         "--process_id); not needed under SLURM or mpirun")
+    num_processes: int | None = _f(None, "multi-host: how many processes take part")
+    process_id: int | None = _f(None, "multi-host: this process's index, 0 .. num_processes-1")
 
     def validate(self) -> RunConfig:
         """Reject inconsistent settings before any work starts."""
@@ -124,6 +130,10 @@ class RunConfig:
                 raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")
         if self.doc_stride < 0 or not 0 <= self.warmup_ratio <= 1 or self.weight_decay < 0:
             raise ConfigError("--doc_stride and --weight_decay must be >= 0 and --warmup_ratio in [0, 1]")
+        if self.mesh:
+            from jaxqa.sharding import parse_mesh
+
+            parse_mesh(self.mesh, None)  # syntax and axis names now; sizes against the devices later
         return self
 
     def inert_flags(self) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx, struct
 
@@ -77,41 +78,65 @@ def build_model(model_config: BertConfig, *, seed: int = 0, dtype: str = "float3
 
 
 def load_model(model_path: str | Path | None = None, *, seed: int = 0, dtype: str = "float32",
-               from_pretrained: bool = True, cache_dir: str | None = None):
+               from_pretrained: bool = True, cache_dir: str | None = None, mesh=None):
     """(graphdef, params, model_config) of a Hugging Face BERT directory or Hub id (the packaged
     MiniLM when None). A checkpoint without a QA head gets a fresh one; with `from_pretrained=False`
-    everything keeps its random initialisation (config.json only)."""
+    everything keeps its random initialisation (config.json only).
+
+    Parameters are created where they live on `mesh` (the first device by default): checkpoint
+    tensors go from host memory straight to their shards, fresh ones are initialised sharded, so
+    no device ever holds a full copy of a sharded model."""
     model_dir = weights.resolve_model_dir(str(model_path) if model_path else None, cache_dir)
     model_config = weights.load_config(model_dir)
-    graphdef, params = nnx.split(build_model(model_config, seed=seed, dtype=dtype), nnx.Param)
+    mesh = mesh or sharding.make_mesh(jax.devices()[:1])
+    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: build_model(model_config, seed=seed, dtype=dtype)),
+                                   nnx.Param)
+    shardings = dict(_flatten(nnx.to_pure_dict(sharding.param_shardings(abstract, mesh))))
+    values = dict(_flatten(nnx.to_pure_dict(abstract)))  # ShapeDtypeStructs until filled in
     if from_pretrained:
         loaded, _ = weights.checkpoint_to_params(weights.read_checkpoint(model_dir), model_config, str(model_dir))
-        fresh = nnx.to_pure_dict(params)
-        loaded.setdefault("qa_outputs", fresh["qa_outputs"])
-        _check_shapes(fresh, loaded, model_dir)
-        nnx.replace_by_pure_dict(params, loaded)
-    return graphdef, params, model_config
+        loaded = dict(_flatten(loaded))
+        _check_shapes(values, loaded, model_dir)
+        values.update({path: sharding.put_global(array, shardings[path]) for path, array in loaded.items()})
+    missing = [path for path, value in values.items() if isinstance(value, jax.ShapeDtypeStruct)]
+    if missing:  # random initialisation, sharded from the start; XLA drops what is not asked for
+        def init():
+            fresh = dict(_flatten(nnx.to_pure_dict(nnx.split(build_model(model_config, seed=seed, dtype=dtype),
+                                                             nnx.Param)[1])))
+            return [fresh[path] for path in missing]
+
+        values.update(zip(missing, jax.jit(init, out_shardings=[shardings[p] for p in missing])()))
+    nnx.replace_by_pure_dict(abstract, _unflatten(values))
+    return graphdef, abstract, model_config
 
 
 def create_train_state(config, model_path: str | Path | None = None, *, total_steps: int,
                        mesh=None, from_pretrained: bool = True) -> TrainState:
     """Model from `model_path` (see `load_model`) plus a fresh AdamW for `total_steps` steps,
-    placed on `mesh` (all devices on a data axis by default). `config` supplies seed, dtype and the
-    optimizer settings (a RunConfig, or anything with those attributes)."""
-    graphdef, params, _ = load_model(model_path, seed=config.seed, dtype=config.dtype, from_pretrained=from_pretrained,
-                                     cache_dir=getattr(config, "cache_dir", None))
-    tx, schedule = make_optimizer(config, total_steps)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                       dropout_key=jax.random.key_data(jax.random.key(config.seed + 1, impl=DROPOUT_PRNG)),
-                       graphdef=graphdef, tx=tx, lr_schedule=schedule)
+    placed on `mesh` (all devices on a data axis by default): parameters by their logical axes,
+    each Adam moment created directly with its parameter's sharding. `config` supplies seed,
+    dtype and the optimizer settings (a RunConfig, or anything with those attributes)."""
     mesh = mesh or sharding.make_mesh()
-    return jax.device_put(state, sharding.state_shardings(state, mesh))
+    graphdef, params, _ = load_model(model_path, seed=config.seed, dtype=config.dtype, from_pretrained=from_pretrained,
+                                     cache_dir=getattr(config, "cache_dir", None), mesh=mesh)
+    tx, schedule = make_optimizer(config, total_steps)
+    key = jax.random.key_data(jax.random.key(config.seed + 1, impl=DROPOUT_PRNG))
+    abstract = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params,
+                          opt_state=jax.eval_shape(tx.init, params), dropout_key=key, graphdef=graphdef, tx=tx,
+                          lr_schedule=schedule)
+    shardings = sharding.state_shardings(abstract, mesh)
+    return abstract.replace(
+        step=sharding.put_global(np.zeros((), np.int32), shardings.step),
+        opt_state=jax.jit(tx.init, out_shardings=shardings.opt_state)(params),
+        dropout_key=sharding.put_global(np.asarray(key), shardings.dropout_key),
+    )
 
 
-def _check_shapes(fresh: dict, loaded: dict, source) -> None:
+def _check_shapes(expected: dict, loaded: dict, source) -> None:
+    """`expected`, `loaded`: {path: array or shape struct}."""
     mismatched = [
-        f"{'/'.join(map(str, p))}: checkpoint {tuple(b.shape)} vs config {tuple(a.shape)}"
-        for (p, a), (_, b) in zip(_flatten(fresh), _flatten(loaded)) if a.shape != b.shape
+        f"{'/'.join(map(str, p))}: checkpoint {tuple(b.shape)} vs config {tuple(expected[p].shape)}"
+        for p, b in sorted(loaded.items(), key=str) if p in expected and expected[p].shape != b.shape
     ]
     if mismatched:
         from jaxqa.errors import ModelError
@@ -125,3 +150,13 @@ def _flatten(tree, prefix=()):
             yield from _flatten(tree[key], prefix + (key,))
         else:
             yield prefix + (key,), tree[key]
+
+
+def _unflatten(flat: dict) -> dict:
+    tree: dict = {}
+    for path, value in flat.items():
+        node = tree
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    return tree

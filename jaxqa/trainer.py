@@ -48,7 +48,10 @@ def select_devices(accelerator: str) -> list:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write then rename, so a reader never sees a half-written file."""
+    """Write then rename, so a reader never sees a half-written file. Process 0 only: in a
+    multi-host run every process computes the same outputs."""
+    if not sharding.is_main_process():
+        return
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
@@ -113,13 +116,16 @@ class Trainer:
 
     def __init__(self, config: RunConfig, *, mesh=None):
         config.validate()
+        sharding.initialize_distributed(config.coordinator_address, config.num_processes, config.process_id)
+        if not sharding.is_main_process():
+            log.setLevel(logging.WARNING)  # process 0 tells the story
         if config.dataset_name:
             config = dataclasses.replace(config, **hub.dataset_files(config, Path(config.output_dir)))
         self.config = config
         self.push_repo = hub.check_push(config) if config.push_to_hub else None
         for note in config.inert_flags():
             log.info("%s", note)
-        self.mesh = mesh or sharding.make_mesh(select_devices(config.accelerator))
+        self.mesh = mesh or sharding.make_mesh(select_devices(config.accelerator), config.mesh)
         self.out_dir = Path(config.output_dir)
         # --config_name without --model_name_or_path: a model of that shape, randomly initialised.
         self.pretrained = not (config.config_name and not config.model_name_or_path)
@@ -131,9 +137,9 @@ class Trainer:
                                                    token=config.token)
         self.tokenizer = load_tokenizer(config.tokenizer_name or self.model_dir, config.cache_dir)
         check_window(config.max_seq_length, config.doc_stride, config.max_query_length, self.tokenizer)
-        self.n_data = self.mesh.shape["data"]
-        self.train_batch = config.per_device_train_batch_size * self.n_data
-        self.eval_batch = config.per_device_eval_batch_size * self.n_data
+        # Global batch = per-device batch x the devices it is split over (data x fsdp).
+        self.train_batch = config.per_device_train_batch_size * sharding.batch_size_multiplier(self.mesh)
+        self.eval_batch = config.per_device_eval_batch_size * sharding.batch_size_multiplier(self.mesh)
         self.train_examples = self.eval_examples = self.predict_examples = None
         self.skipped: list[dict] = []
         # Load and tokenise every file before compiling anything: bad data fails in seconds.
@@ -153,11 +159,12 @@ class Trainer:
                                                     mesh=self.mesh, from_pretrained=self.pretrained)
         state_sharding = sharding.state_shardings(self.state, self.mesh)
         batch_sharding = sharding.batch_sharding(self.mesh)
-        self._train_step = jax.jit(train_step, in_shardings=(state_sharding, batch_sharding),
-                                   out_shardings=(state_sharding, sharding.replicated(self.mesh)),
-                                   donate_argnums=0)
-        self._eval_step = jax.jit(eval_step, in_shardings=(state_sharding, batch_sharding),
-                                  out_shardings=batch_sharding)
+        self._train_step = sharding.jit(train_step, self.mesh, in_shardings=(state_sharding, batch_sharding),
+                                        out_shardings=(state_sharding, sharding.replicated(self.mesh)),
+                                        donate_argnums=0)
+        # Logits come back whole on every process (decoding runs on the host of each).
+        self._eval_step = sharding.jit(eval_step, self.mesh, in_shardings=(state_sharding, batch_sharding),
+                                       out_shardings=sharding.replicated(self.mesh))
         self.checkpointer = self._open_checkpoints() if config.do_train else None
         self.run_log: RunLog | None = None
 
@@ -244,7 +251,12 @@ class Trainer:
                                      bucket_width=self.config.bucket, rng=rng)
 
     def _device_batches(self, arrays: dict[str, np.ndarray], plan):
-        return prefetch(sharding.put_batch(batching.gather(arrays, b), self.mesh) for b in plan)
+        """Global device batches; each process gathers only the rows its devices hold."""
+        def put(b: batching.Batch):
+            mine = dataclasses.replace(b, rows=b.rows[sharding.local_rows(self.mesh, len(b.rows))])
+            return sharding.put_batch(batching.gather(arrays, mine), self.mesh, len(b.rows))
+
+        return prefetch(put(b) for b in plan)
 
     def fit(self) -> list[dict]:
         """Train for the configured epochs (from the restored step when resuming); returns the logged metrics."""
@@ -254,9 +266,9 @@ class Trainer:
                  self.train_batch, steps_per_epoch, self.total_steps)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         step = int(self.state.step)
-        self.run_log = run_log = RunLog(self.out_dir, step)
+        self.run_log = run_log = RunLog(self.out_dir, step, enabled=sharding.is_main_process())
         bar = tqdm(total=self.total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
-                   disable=None)
+                   disable=None if sharding.is_main_process() else True)
         self._window = [time.perf_counter(), 0]  # start of the logging window, examples seen in it
         t_start = time.perf_counter()
         try:
@@ -352,7 +364,9 @@ class Trainer:
         `output_dir/model`): loadable by jaxqa, `QuestionAnswerer` and `transformers`."""
         from flax import nnx
 
-        params = nnx.to_pure_dict(jax.device_get(self.state.params))
+        params = nnx.to_pure_dict(sharding.to_host(self.state.params))  # every process takes part
+        if not sharding.is_main_process():
+            return Path(out_dir or self.out_dir / "model")
         return weights.save_pretrained(params, weights.load_config(self.model_dir), out_dir or self.out_dir / "model",
                                        self.tokenizer)
 

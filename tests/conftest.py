@@ -45,19 +45,24 @@ TINY_CONFIG = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_at
                    hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1)
 
 
-@pytest.fixture(scope="session")
-def tiny_bert_dir(tmp_path_factory, minilm_dir) -> Path:
-    """A random tiny BertForQuestionAnswering saved by `transformers` (PyTorch) with MiniLM's tokenizer."""
+def save_tiny_bert(out: Path, minilm_dir: Path, **overrides) -> Path:
+    """A random BertForQuestionAnswering of TINY_CONFIG (+ overrides) saved by `transformers`
+    (PyTorch) into `out`, with MiniLM's tokenizer."""
     torch = pytest.importorskip("torch")
     from transformers import BertConfig, BertForQuestionAnswering
 
     torch.manual_seed(0)
-    model = BertForQuestionAnswering(BertConfig(**TINY_CONFIG))
-    out = tmp_path_factory.mktemp("tiny_bert")
+    model = BertForQuestionAnswering(BertConfig(**{**TINY_CONFIG, **overrides}))
     model.save_pretrained(out, safe_serialization=True)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy(minilm_dir / name, out / name)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory, minilm_dir) -> Path:
+    """A random tiny BertForQuestionAnswering saved by `transformers` (PyTorch) with MiniLM's tokenizer."""
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), minilm_dir)
 
 
 def write_json(path: Path, obj) -> Path:
