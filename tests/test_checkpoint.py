@@ -174,3 +174,15 @@ def test_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
     assert match, last
     bad, good = int(match.group(1)), int(match.group(4))
     assert good < bad and max(int(p.name) for p in (out / "checkpoints").iterdir()) == good
+
+
+def test_restore_onto_another_mesh(tmp_path, tiny_bert_dir):
+    """Saved sharded over data=2,fsdp=2,tensor=2 (8 fake CPU devices), restored onto data=8: identical."""
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, str(ROOT / "tests/checkpoint_mesh_worker.py"), str(tiny_bert_dir),
+                           str(tmp_path)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["all_equal"] and result["arrays"] > 50 and result["step"] == result["meta_step"] == 5
+    assert result["saved_spec"] == "P('fsdp', 'tensor')" and result["restored_spec"] == "P(None, None)"
+    assert result["restored_mesh"] == {"data": 8, "fsdp": 1, "tensor": 1}
