@@ -69,6 +69,17 @@ def test_mesh_syntax_is_checked_with_the_other_flags():
         RunConfig(do_eval=True, validation_file="x.json", mesh="tensr=2").validate()
 
 
+@pytest.mark.parametrize("flags, message", [
+    (dict(coordinator_address="localhost:1234"), "--coordinator_address, --num_processes and --process_id go together"),
+    (dict(coordinator_address="localhost:1234", num_processes=2, process_id=2),
+     "--process_id 2 must be in [0, --num_processes 2)"),
+])
+def test_partial_multihost_flags_are_config_errors(flags, message):
+    with pytest.raises(ConfigError) as err:
+        sharding.initialize_distributed(**flags)
+    assert str(err.value).startswith(message)
+
+
 def test_logical_rules_fall_back_to_replicated_when_a_dim_does_not_divide():
     shape = {"data": 1, "fsdp": 8, "tensor": 2}
     P = sharding.P

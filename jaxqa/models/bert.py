@@ -100,6 +100,12 @@ def _layer_norm(cfg: BertConfig, rngs: nnx.Rngs, dtype) -> nnx.LayerNorm:
 HIDDEN = ("batch", "length", None)  # hidden states between blocks: split over the batch only
 
 
+def _lookup(table: nnx.Embed, ids):
+    """`table(ids)` with the table's `embed` dimension gathered first, as FSDP does for any weight
+    in use: XLA cannot gather rows of a table split on the axis that also splits the batch."""
+    return jnp.take(constrain(table.embedding[...].astype(table.dtype), ("vocab", None)), ids, axis=0)
+
+
 class Embeddings(nnx.Module):
     def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
         init = nnx.initializers.normal(cfg.initializer_range)
@@ -114,7 +120,7 @@ class Embeddings(nnx.Module):
 
     def __call__(self, input_ids, token_type_ids, *, deterministic: bool, rngs):
         positions = jnp.arange(input_ids.shape[1])[None, :]
-        x = self.word(input_ids) + self.position(positions) + self.token_type(token_type_ids)
+        x = _lookup(self.word, input_ids) + _lookup(self.position, positions) + _lookup(self.token_type, token_type_ids)
         return constrain(self.dropout(self.norm(x), deterministic=deterministic, rngs=rngs), HIDDEN)
 
 
