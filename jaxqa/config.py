@@ -98,6 +98,13 @@ class RunConfig:
                            "checked before training starts)")
     hub_model_id: str | None = _f(None, "Hub repository for --push_to_hub (default: the output_dir's name)")
     hub_token: str | None = _f(None, "token for --push_to_hub (default: --token or the saved login)")
+    # Watching and sizing a run
+    compilation_cache_dir: str | None = _f(None, "JAX's persistent compilation cache, so a repeated or resumed run "
+                                           "skips compiling (default: .jax_cache beside --output_dir; 'none': off)")
+    dry_run: bool = _f(False, "compile the train step for the largest batch shape, print the memory it needs per "
+                       "device against the device's capacity, and exit")
+    profile_steps: str | None = _f(None, "START:END: write a JAX profiler trace of those steps to output_dir/profile "
+                                   "(TensorBoard / Perfetto)")
     # Where it runs
     accelerator: Literal["auto", "cpu", "gpu", "tpu"] = _f("auto", "JAX backend; fails if it is not present")
     mesh: str = _f("", "device mesh as axis=size over data, fsdp, tensor, e.g. data=2,fsdp=2,tensor=2 (-1: the "
@@ -128,6 +135,11 @@ class RunConfig:
         for name in ("save_total_limit", "eval_steps"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")
+        if self.profile_steps is not None:
+            start, _, end = self.profile_steps.partition(":")
+            if not (start.isdigit() and end.isdigit() and int(start) < int(end)):
+                raise ConfigError(f"--profile_steps {self.profile_steps}: expected START:END with START < END, "
+                                  "e.g. 10:15")
         if self.doc_stride < 0 or not 0 <= self.warmup_ratio <= 1 or self.weight_decay < 0:
             raise ConfigError("--doc_stride and --weight_decay must be >= 0 and --warmup_ratio in [0, 1]")
         if self.mesh:

@@ -117,16 +117,25 @@ def logical_to_spec(names, shape, mesh_shape) -> P:
     return P(*spec)
 
 
-def jit(fn, mesh: Mesh, **jit_kwargs):
-    """`jax.jit(fn, **jit_kwargs)` traced under `mesh`, so the model's `constrain` calls apply."""
-    jitted = jax.jit(fn, **jit_kwargs)
+class MeshJit:
+    """`jax.jit(fn, **jit_kwargs)` traced under `mesh`, so the model's `constrain` calls apply;
+    `compile(*args)` builds the program ahead of time for arrays shaped like `args`."""
 
-    @functools.wraps(fn)
-    def call(*args):
-        with jax.set_mesh(mesh):
-            return jitted(*args)
+    def __init__(self, fn, mesh: Mesh, **jit_kwargs):
+        self.jitted, self.mesh = jax.jit(fn, **jit_kwargs), mesh
+        functools.update_wrapper(self, fn)
 
-    return call
+    def __call__(self, *args):
+        with jax.set_mesh(self.mesh):
+            return self.jitted(*args)
+
+    def compile(self, *args):
+        with jax.set_mesh(self.mesh):
+            return self.jitted.lower(*args).compile()
+
+
+def jit(fn, mesh: Mesh, **jit_kwargs) -> MeshJit:
+    return MeshJit(fn, mesh, **jit_kwargs)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

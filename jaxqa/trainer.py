@@ -6,6 +6,7 @@ Device work is dispatched asynchronously: the loop only waits on the device when
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -21,7 +22,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxqa import batching, checkpoint, decode, hub, metrics, sharding, weights
+import jaxqa
+from jaxqa import batching, checkpoint, compilation, decode, hub, metrics, sharding, throughput, weights
 from jaxqa.answer import QuestionAnswerer, scatter_logits
 from jaxqa.config import RunConfig
 from jaxqa.data import Examples, load_examples
@@ -111,11 +113,35 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
+class Profiler:
+    """A JAX profiler trace of steps START..END (`--profile_steps START:END`), for TensorBoard/Perfetto."""
+
+    def __init__(self, steps: str | None, directory: Path):
+        self.start, self.end = map(int, steps.split(":")) if steps else (-1, -1)
+        self.directory, self.active = directory, False
+
+    def before(self, step: int) -> None:
+        if step == self.start:
+            jax.profiler.start_trace(str(self.directory))
+            self.active = True
+        elif step == self.end:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.active:
+            jax.profiler.stop_trace()
+            self.active = False
+            log.info("profile of steps %d-%d written to %s", self.start, self.end, self.directory)
+
+
 class Trainer:
     """One run: `fit` fine-tunes, `evaluate` scores; both reuse the compiled steps."""
 
     def __init__(self, config: RunConfig, *, mesh=None):
         config.validate()
+        self.goodput = throughput.Goodput(jaxqa.LAUNCHED)
+        if compilation.cache_dir_for(config):
+            compilation.enable_cache(compilation.cache_dir_for(config))
         sharding.initialize_distributed(config.coordinator_address, config.num_processes, config.process_id)
         if not sharding.is_main_process():
             log.setLevel(logging.WARNING)  # process 0 tells the story
@@ -167,6 +193,37 @@ class Trainer:
                                        out_shardings=sharding.replicated(self.mesh))
         self.checkpointer = self._open_checkpoints() if config.do_train else None
         self.run_log: RunLog | None = None
+        self.train_steps: dict[int, object] = {}  # compiled train step per batch length
+        self.goodput.seconds["startup"] = time.perf_counter() - self.goodput.launched
+
+    def _abstract_batches(self, seq_lens) -> dict[int, dict]:
+        """Shape/dtype/sharding of a global train batch of each length (what the step compiles for)."""
+        arrays = self.train_features.train_arrays() if self.train_features is not None else None
+        example = batching.gather(arrays, batching.Batch(np.zeros(1, np.int64), 1))
+        batch_sharding = sharding.batch_sharding(self.mesh)
+        return {n: {k: jax.ShapeDtypeStruct((self.train_batch, n)[:v.ndim], v.dtype, sharding=batch_sharding)
+                    for k, v in example.items()} for n in seq_lens}
+
+    def compile_train_steps(self, seq_lens=None) -> dict:
+        """Compile the train step ahead of time for every batch length of the run (or `seq_lens`) and
+        check the largest fits the device; returns the compile and memory report."""
+        if seq_lens is None:
+            seq_lens = sorted({b.seq_len for b in self._plan(self.train_features, self.train_batch, epoch=0)})
+        abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                                      self.state)
+        with self.goodput.timer("compile"):
+            compiled, report = compilation.compile_all(self._train_step, abstract_state,
+                                                       self._abstract_batches(seq_lens))
+        self.train_steps.update(compiled)
+        device = self.mesh.devices.flat[0]
+        report.update(seq_lens=list(compiled), memory=compilation.memory_needed(compiled[max(compiled)]),
+                      capacity_bytes=compilation.device_capacity(device))
+        log.info("compiled the train step for %d batch shape(s) in %.1fs (persistent cache: %d hit(s), %d miss(es)); "
+                 "largest step needs %s", report["programs"], report["seconds"], report["cache_hits"],
+                 report["cache_misses"], compilation.format_memory(report["memory"], report["capacity_bytes"]))
+        compilation.check_fits(report["memory"], report["capacity_bytes"],
+                               f"a train step of {self.train_batch} x {max(compiled)} tokens")
+        return report
 
     def _open_checkpoints(self) -> checkpoint.Checkpointer:
         """The run's checkpoint manager; restores the state when resuming, refuses to clobber another run."""
@@ -266,31 +323,41 @@ class Trainer:
                  self.train_batch, steps_per_epoch, self.total_steps)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         step = int(self.state.step)
+        if not self.train_steps:
+            self.compile_train_steps()
+        peak, source = throughput.device_peak(self.mesh.devices.flat[0], c.dtype)
+        if peak:
+            log.info("utilisation (mfu) against %.1f TFLOP/s per device (%s)", peak / 1e12, source)
         self.run_log = run_log = RunLog(self.out_dir, step, enabled=sharding.is_main_process())
         bar = tqdm(total=self.total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
                    disable=None if sharding.is_main_process() else True)
-        self._window = [time.perf_counter(), 0]  # start of the logging window, examples seen in it
-        t_start = time.perf_counter()
+        self.window = throughput.Window(weights.load_config(self.model_dir), peak, self.mesh.size)
+        profile = Profiler(c.profile_steps, self.out_dir / "profile")
+        t_start, side_before = time.perf_counter(), self._side_seconds()
+        log.info("first train step at %.1fs after launch", t_start - self.goodput.launched)
         try:
-            with StopRequest() as stop:
+            with StopRequest() as stop, jax.transfer_guard("disallow"):  # no implicit host<->device copies
                 for epoch in range(step // steps_per_epoch, math.ceil(self.total_steps / steps_per_epoch)):
                     plan = self._plan(self.train_features, self.train_batch, epoch)[step % steps_per_epoch:]
                     plan = plan[: self.total_steps - step]
-                    batches = self._device_batches(self.train_features.train_arrays(), plan)
+                    batches = self._timed(self._device_batches(self.train_features.train_arrays(), plan))
                     for batch_plan, batch in zip(plan, batches):
-                        self.state, step_metrics = self._train_step(self.state, batch)
+                        profile.before(step)
+                        self.state, step_metrics = self.train_steps[batch_plan.seq_len](self.state, batch)
                         step += 1
-                        self._window[1] += int((batch_plan.rows >= 0).sum())
+                        self.window.add(batch_plan, self.train_features.lengths)
                         bar.update(1)
                         if step % c.logging_steps == 0 or step == self.total_steps:
                             history.append(self._log(step, step / steps_per_epoch, step_metrics, run_log, bar))
                         evaluation = None
                         if c.do_eval and c.eval_steps and step % c.eval_steps == 0 and step < self.total_steps:
-                            evaluation = self.evaluate(write_files=False)
-                            self._window[0] += evaluation["eval_seconds"]  # throughput counts training only
-                        stopping = stop.requested(step)
+                            with self._aside():  # evaluate() times itself
+                                evaluation = self.evaluate(write_files=False)
+                        with jax.transfer_guard("allow"):
+                            stopping = stop.requested(step)
                         if evaluation or stopping or step % c.save_steps == 0 or step == self.total_steps:
-                            self._save(step, steps_per_epoch, step_metrics, evaluation)
+                            with self._aside("checkpoint"):
+                                self._save(step, steps_per_epoch, step_metrics, evaluation)
                         if stopping:
                             self.checkpointer.wait()
                             raise Interrupted(
@@ -298,10 +365,13 @@ class Trainer:
                                 f"checkpoint saved in {self.checkpointer.directory}/{step}. To continue, run the "
                                 "same command with --resume_from_checkpoint auto")
         finally:
+            profile.stop()
             bar.close()
             run_log.flush()
-            self.checkpointer.wait()
+            with self.goodput.timer("checkpoint"):
+                self.checkpointer.wait()
         self.train_seconds = time.perf_counter() - t_start
+        self.goodput.seconds["train_steps"] += self.train_seconds - (self._side_seconds() - side_before)
         best = self.checkpointer.best()
         if best:
             log.info("best checkpoint by eval %s: step %d (%.2f)", c.metric_for_best_model, *best)
@@ -311,16 +381,41 @@ class Trainer:
             log.info("model uploaded to %s", hub.push(c, model_dir, self.push_repo))
         return history
 
+    def _side_seconds(self) -> float:
+        return sum(self.goodput.seconds[k] for k in ("data_wait", "eval", "checkpoint"))
+
+    @contextlib.contextmanager
+    def _aside(self, kind: str | None = None):
+        """Work inside the step loop that is not a train step: timed as `kind`, left out of the throughput
+        window, and allowed to move data between host and device."""
+        start = time.perf_counter()
+        with jax.transfer_guard("allow"), (self.goodput.timer(kind) if kind else contextlib.nullcontext()):
+            yield
+        self.window.exclude(time.perf_counter() - start)
+
+    def _timed(self, batches):
+        """`batches`, the time spent waiting for each counted as data wait."""
+        iterator = iter(batches)
+        while True:
+            with self.goodput.timer("data_wait"):
+                item = next(iterator, None)
+            if item is None:
+                return
+            yield item
+
     @property
     def state_step(self) -> int:
         return int(self.state.step)
 
     def finish(self) -> Path | None:
-        """Close the run's logs and draw `training_curves.png` (after the final evaluation)."""
+        """Close the run's logs, write `goodput.json` and draw `training_curves.png` (after the final
+        evaluation); returns the plot's path."""
         if not self.run_log:
             return None
         self.run_log.close()
         self.run_log = None
+        write_json(self.out_dir / "goodput.json", self.goodput.summary())
+        log.info("%s", self.goodput.table())
         return plot_curves(self.out_dir)
 
     def _save(self, step: int, steps_per_epoch: int, step_metrics, evaluation: dict | None) -> None:
@@ -348,15 +443,15 @@ class Trainer:
         params_finite = record.pop("params_finite")
         if not (math.isfinite(record["loss"]) and params_finite):
             raise self._diverged(step, record["loss"])
-        now = time.perf_counter()
-        record.update(step=step, epoch=round(epoch, 3), examples_per_s=self._window[1] / (now - self._window[0]))
-        self._window = [now, 0]
+        record.update(step=step, epoch=round(epoch, 3), **self.window.rates())
         run_log.train(record)
+        mfu = f" mfu {100 * record['mfu']:.1f}%" if "mfu" in record else ""
         bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['learning_rate']:.2e}",
                         ex_s=f"{record['examples_per_s']:.1f}")
         if bar.disable:  # no terminal: the log carries the progress
-            log.info("step %d/%d loss %.4f lr %.3g %.1f ex/s", step, self.total_steps, record["loss"],
-                     record["learning_rate"], record["examples_per_s"])
+            log.info("step %d/%d loss %.4f lr %.3g %.1f ex/s %.0f tok/s %.3f TFLOP/s%s", step, self.total_steps,
+                     record["loss"], record["learning_rate"], record["examples_per_s"], record["tokens_per_s"],
+                     record["model_tflops"], mfu)
         return record
 
     def save_model(self, out_dir: str | Path | None = None) -> Path:
@@ -397,6 +492,10 @@ class Trainer:
         """Predict and score a split: "eval" (validation file), "before_training" (the same, before
         fine-tuning) or "predict" (test file, not scored). Writes predictions.json,
         nbest_predictions.json, null_odds.json (v2) and eval_results.json, prefixed for other splits."""
+        with self.goodput.timer("eval"), jax.transfer_guard("allow"):
+            return self._evaluate(split, write_files)
+
+    def _evaluate(self, split: str, write_files: bool) -> dict:
         if split == "predict":
             examples, features = self.predict_examples, self.predict_features
         else:

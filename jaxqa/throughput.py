@@ -1,0 +1,140 @@
+"""How fast a run goes and where its time went: model FLOPs, utilisation of the chip, goodput.
+
+Model FLOPs are counted analytically from the encoder's shape (matmuls and attention, forward and
+backward), not from XLA's cost model, so the figure is comparable across compilers and papers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+import jax
+import numpy as np
+
+log = logging.getLogger("jaxqa")
+
+# Dense matmul peak per chip, FLOP/s, by dtype (vendor datasheets; GPU float32 = TF32 tensor cores,
+# which XLA uses for float32 matmuls at default precision).
+PEAK_FLOPS = {
+    "H200": {"bfloat16": 989e12, "float32": 495e12},
+    "H100": {"bfloat16": 989e12, "float32": 495e12},  # SXM; PCIe is lower (756e12 bf16)
+    "A100": {"bfloat16": 312e12, "float32": 156e12},
+    "L4": {"bfloat16": 121e12, "float32": 60e12},
+    "TPU v4": {"bfloat16": 275e12, "float32": 275e12},
+    "TPU v5 lite": {"bfloat16": 197e12, "float32": 197e12},  # v5e
+    "TPU v5e": {"bfloat16": 197e12, "float32": 197e12},
+    "TPU v5p": {"bfloat16": 459e12, "float32": 459e12},
+    "TPU v5": {"bfloat16": 459e12, "float32": 459e12},
+    "TPU v6 lite": {"bfloat16": 918e12, "float32": 918e12},  # v6e
+    "TPU v6e": {"bfloat16": 918e12, "float32": 918e12},
+}
+
+
+def train_flops(model_config, batch: int, seq_len: int) -> float:
+    """FLOPs of one training step on [batch, seq_len]: 3x the forward (backward = 2x forward).
+
+    Per token and layer the forward does 2*(4*h*h + 2*h*i) for the QKV, output and FFN matmuls and
+    2*2*seq_len*h for attention scores and the weighted sum; plus the QA head (2*h*2)."""
+    h, i, layers = model_config.hidden_size, model_config.intermediate_size, model_config.num_hidden_layers
+    embedding_size = getattr(model_config, "embedding_size", h) or h
+    per_token = layers * (2 * (4 * h * h + 2 * h * i) + 4 * seq_len * h) + 4 * h
+    if embedding_size != h:  # a projection from a smaller embedding (ELECTRA/ALBERT-style)
+        per_token += 2 * embedding_size * h
+    return 3.0 * batch * seq_len * per_token
+
+
+def measure_matmul_peak(size: int = 2048, dtype=np.float32, repeats: int = 3) -> float:
+    """FLOP/s of a [size x size] @ [size x size] matmul on the default device (the CPU's practical peak)."""
+    import jax.numpy as jnp
+
+    a = jnp.ones((size, size), dtype)
+    matmul = jax.jit(lambda x: x @ x)
+    matmul(a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * size**3 / best
+
+
+def device_peak(device, dtype: str) -> tuple[float | None, str]:
+    """(peak FLOP/s per device, where the figure comes from) for `device` computing in `dtype`."""
+    kind = getattr(device, "device_kind", "")
+    for name, peaks in PEAK_FLOPS.items():
+        if name.lower() in kind.lower():
+            return peaks[dtype], f"{name} datasheet"
+    if device.platform == "cpu":
+        return measure_matmul_peak(), "measured 2048^3 float32 matmul"
+    return None, f"unknown device kind {kind!r}"
+
+
+class Goodput:
+    """Wall time since launch split by what it was spent on; `timer(kind)` adds a block's duration to
+    `kind`; what no timer claimed is idle (imports, tokenisation outside startup, Python overhead)."""
+
+    KINDS = ("startup", "compile", "train_steps", "data_wait", "eval", "checkpoint")
+
+    def __init__(self, launched: float | None = None):
+        self.launched = launched or time.perf_counter()
+        self.seconds = dict.fromkeys(self.KINDS, 0.0)
+
+    @contextlib.contextmanager
+    def timer(self, kind: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[kind] += time.perf_counter() - start
+
+    def summary(self) -> dict:
+        wall = time.perf_counter() - self.launched
+        parts = {k: round(v, 2) for k, v in self.seconds.items()}
+        parts["idle"] = round(max(0.0, wall - sum(self.seconds.values())), 2)
+        return {"wall_seconds": round(wall, 2), **parts,
+                "goodput": round(self.seconds["train_steps"] / wall, 4) if wall else 0.0}
+
+    def table(self) -> str:
+        summary = self.summary()
+        wall = summary["wall_seconds"] or 1.0
+        rows = [f"{kind:<12} {summary[kind]:9.1f} s {100 * summary[kind] / wall:5.1f}%"
+                for kind in (*self.KINDS, "idle")]
+        return "\n".join([f"goodput {100 * summary['goodput']:.1f}% of {wall:.1f} s wall:", *rows])
+
+
+class Window:
+    """Throughput since the last log line: examples, real and padded tokens, model FLOPs of the shapes
+    run (padding included), and their rate against the devices' peak. Eval and checkpoint time spent
+    inside the window is excluded with `exclude`."""
+
+    def __init__(self, model_config, peak_flops: float | None, n_devices: int):
+        self.model_config, self.peak, self.n_devices = model_config, peak_flops, n_devices
+        self.reset()
+
+    def reset(self) -> None:
+        self.start = time.perf_counter()
+        self.examples = self.real_tokens = self.padded_tokens = 0
+        self.flops = 0.0
+
+    def add(self, batch, lengths: np.ndarray) -> None:
+        real = batch.rows >= 0
+        self.examples += int(real.sum())
+        self.real_tokens += int(lengths[batch.rows[real]].sum())
+        self.padded_tokens += len(batch.rows) * batch.seq_len
+        self.flops += train_flops(self.model_config, len(batch.rows), batch.seq_len)
+
+    def exclude(self, seconds: float) -> None:
+        self.start += seconds
+
+    def rates(self) -> dict:
+        """The window's rates; starts the next window."""
+        seconds = max(time.perf_counter() - self.start, 1e-9)
+        rates = {"examples_per_s": self.examples / seconds, "tokens_per_s": self.real_tokens / seconds,
+                 "padded_tokens_per_s": self.padded_tokens / seconds, "model_tflops": self.flops / seconds / 1e12,
+                 "window_seconds": seconds}
+        if self.peak:
+            rates["mfu"] = self.flops / seconds / (self.peak * self.n_devices)
+        self.reset()
+        return rates
