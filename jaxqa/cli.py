@@ -112,6 +112,8 @@ def run(config: RunConfig, *, announce=print) -> dict:
     trainer = Trainer(config)
     if not sharding.is_main_process():  # multi-host: process 0 speaks for all
         announce = _silent
+    if config.dry_run:
+        return dry_run(trainer, announce)
     Path(config.output_dir).mkdir(parents=True, exist_ok=True)
     write_json(Path(config.output_dir) / "run_config.json", dataclasses.asdict(config))
     results = {}
@@ -138,6 +140,19 @@ def run(config: RunConfig, *, announce=print) -> dict:
         announce(f"training time: {results['train_seconds']:.1f}s; outputs in {config.output_dir}/"
                  + (f" (curves: {curves.name}, TensorBoard: tensorboard --logdir {config.output_dir})" if curves else ""))
     return results
+
+
+def dry_run(trainer, announce=print) -> dict:
+    """Compile the train step for the largest batch shape and report the memory it needs; no training."""
+    from jaxqa import compilation
+
+    plan = trainer._plan(trainer.train_features, trainer.train_batch, epoch=0)
+    largest = max(b.seq_len for b in plan)
+    report = trainer.compile_train_steps([largest])  # raises, naming what to change, when it does not fit
+    announce(f"dry run: a train step of {trainer.train_batch} x {largest} tokens on mesh {dict(trainer.mesh.shape)} "
+             f"needs {compilation.format_memory(report['memory'], report['capacity_bytes'])}; it fits. "
+             f"Compiled in {report['seconds']:.1f}s.")
+    return {"dry_run": report}
 
 
 def summary_table(results: dict, steps: int) -> str:

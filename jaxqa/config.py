@@ -135,6 +135,8 @@ class RunConfig:
         for name in ("save_total_limit", "eval_steps"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")
+        if self.dry_run and not self.do_train:
+            raise ConfigError("--dry_run sizes the train step: pass --do_train and --train_file too")
         if self.profile_steps is not None:
             start, _, end = self.profile_steps.partition(":")
             if not (start.isdigit() and end.isdigit() and int(start) < int(end)):
