@@ -191,7 +191,7 @@ class Trainer:
         # Logits come back whole on every process (decoding runs on the host of each).
         self._eval_step = sharding.jit(eval_step, self.mesh, in_shardings=(state_sharding, batch_sharding),
                                        out_shardings=sharding.replicated(self.mesh))
-        self.checkpointer = self._open_checkpoints() if config.do_train else None
+        self.checkpointer = self._open_checkpoints() if config.do_train and not config.dry_run else None
         self.run_log: RunLog | None = None
         self.train_steps: dict[int, object] = {}  # compiled train step per batch length
         self.goodput.seconds["startup"] = time.perf_counter() - self.goodput.launched
