@@ -117,18 +117,6 @@ def logical_to_spec(names, shape, mesh_shape) -> P:
     return P(*spec)
 
 
-def jit(fn, mesh: Mesh, **jit_kwargs):
-    """`jax.jit(fn, **jit_kwargs)` traced under `mesh`, so the model's `constrain` calls apply."""
-    jitted = jax.jit(fn, **jit_kwargs)
-
-    @functools.wraps(fn)
-    def call(*args):
-        with jax.set_mesh(mesh):
-            return jitted(*args)
-
-    return call
-
-
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
@@ -172,6 +160,18 @@ def constrain(x: jax.Array, names: tuple[str | None, ...]) -> jax.Array:
     if mesh.empty or not set(AXES) <= set(mesh.axis_names):
         return x
     return jax.lax.with_sharding_constraint(x, logical_to_spec(names, x.shape, dict(mesh.shape)))
+
+
+def jit(fn, mesh: Mesh, **jit_kwargs):
+    """`jax.jit(fn, **jit_kwargs)` traced under `mesh`, so the model's `constrain` calls apply."""
+    jitted = jax.jit(fn, **jit_kwargs)
+
+    @functools.wraps(fn)
+    def call(*args):
+        with jax.set_mesh(mesh):
+            return jitted(*args)
+
+    return call
 
 
 # --- batches and multi-host ----------------------------------------------------------------------
