@@ -31,7 +31,8 @@ CHECKPOINT_SUBDIR = "checkpoints"
 IDENTITY_FIELDS = ("model_name_or_path", "config_name", "train_file", "max_train_samples", "max_seq_length",
                    "doc_stride", "max_query_length", "pad_to_max_length", "bucket_width", "per_device_train_batch_size",
                    "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm",
-                   "num_train_epochs", "warmup_ratio", "warmup_steps", "seed", "dtype", "adafactor")
+                   "num_train_epochs", "warmup_ratio", "warmup_steps", "seed", "dtype", "adafactor",
+                   "gradient_accumulation_steps", "attention_dropout")
 
 
 def run_identity(config) -> dict:

@@ -82,6 +82,14 @@ class RunConfig:
                                     "(deletes them)")
     export_hf_dir: str | None = _f(None, "where the final model is written in Hugging Face format "
                                    "(default: output_dir/model)")
+    # Speed and memory
+    attention_dropout: bool = _f(True, "dropout on attention probabilities, as BERT was trained (plain attention); "
+                                 "false: the fused jax.nn.dot_product_attention kernel (cuDNN flash attention on "
+                                 "GPU), which has no such dropout")
+    gradient_checkpointing: bool = _f(False, "recompute each layer's activations in the backward pass: less memory, "
+                                      "~1/3 more compute")
+    gradient_accumulation_steps: int = _f(1, "micro-batches per optimizer step (global batch = per-device batch x "
+                                          "data x fsdp x this); the batch is split inside the jitted step")
     # Hugging Face run_qa.py flags: accepted with the same meaning, or said to change nothing here
     dataset_name: str | None = _f(None, "a QA dataset on the Hugging Face Hub (e.g. squad, squad_v2), read through "
                                   "the optional `datasets` package; its splits replace --train_file etc.")
@@ -125,7 +133,8 @@ class RunConfig:
         if self.do_eval and not (self.validation_file or self.dataset_name):
             raise ConfigError("--do_eval needs --validation_file (or --dataset_name)")
         positive = ["max_seq_length", "max_query_length", "max_answer_length", "per_device_train_batch_size",
-                    "per_device_eval_batch_size", "logging_steps", "bucket_width", "n_best_size", "save_steps"]
+                    "per_device_eval_batch_size", "logging_steps", "bucket_width", "n_best_size", "save_steps",
+                    "gradient_accumulation_steps"]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")

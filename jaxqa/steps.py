@@ -19,12 +19,16 @@ def span_cross_entropy(logits, positions, attention_mask):
     return -jnp.take_along_axis(log_probs, positions[:, None], axis=-1)[:, 0]
 
 
-def qa_loss(start_logits, end_logits, batch):
-    """Mean of start and end cross-entropies, averaged over real (weight 1) rows."""
+def summed_loss(start_logits, end_logits, batch):
+    """Sum over real (weight 1) rows of the mean of start and end cross-entropies."""
     per_example = 0.5 * (span_cross_entropy(start_logits, batch["start_positions"], batch["attention_mask"])
                          + span_cross_entropy(end_logits, batch["end_positions"], batch["attention_mask"]))
-    weights = batch["weights"]
-    return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+    return jnp.sum(per_example * batch["weights"])
+
+
+def qa_loss(start_logits, end_logits, batch):
+    """The loss of a batch: `summed_loss` averaged over its real rows."""
+    return summed_loss(start_logits, end_logits, batch) / jnp.maximum(jnp.sum(batch["weights"]), 1.0)
 
 
 def forward(graphdef, params, batch, *, deterministic: bool = True, dropout_key=None):
@@ -36,21 +40,32 @@ def forward(graphdef, params, batch, *, deterministic: bool = True, dropout_key=
 
 
 def train_step(state, batch):
-    """One optimizer step. Dropout keys come from (state key, step): a resumed run draws the same ones."""
-    dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state.dropout_key, impl=DROPOUT_PRNG), state.step)
+    """One optimizer step over the batch, taken as `state.accumulation_steps` micro-batches in a scan
+    (gradient accumulation: the same update as one big batch, a fraction of the activation memory).
+    Dropout keys come from (state key, step, micro-batch): a resumed run draws the same ones."""
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.dropout_key, impl=DROPOUT_PRNG), state.step)
+    n = state.accumulation_steps  # micro-batch i = rows i, i+n, ...: each device keeps its own rows
+    micro = jax.tree.map(lambda x: x.reshape(x.shape[0] // n, n, *x.shape[1:]).swapaxes(0, 1), batch)
 
-    def loss_fn(params):
-        start_logits, end_logits = forward(state.graphdef, params, batch, deterministic=False,
-                                            dropout_key=dropout_key)
-        return qa_loss(start_logits, end_logits, batch)
+    def micro_loss(params, micro_batch, micro_key):
+        start_logits, end_logits = forward(state.graphdef, params, micro_batch, deterministic=False,
+                                           dropout_key=micro_key)
+        return summed_loss(start_logits, end_logits, micro_batch)
 
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    def accumulate(grads, inputs):
+        micro_batch, i = inputs
+        loss, micro_grads = jax.value_and_grad(micro_loss)(state.params, micro_batch, jax.random.fold_in(key, i))
+        return jax.tree.map(jnp.add, grads, micro_grads), loss
+
+    grads, losses = jax.lax.scan(accumulate, jax.tree.map(jnp.zeros_like, state.params), (micro, jnp.arange(n)))
+    real_rows = jnp.maximum(jnp.sum(batch["weights"]), 1.0)
+    grads = jax.tree.map(lambda g: g / real_rows, grads)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     # Checked before a checkpoint is written, so a diverged state is never saved.
     params_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "learning_rate": state.lr_schedule(state.step),
-               "params_finite": params_finite}
+    metrics = {"loss": jnp.sum(losses) / real_rows, "grad_norm": optax.global_norm(grads),
+               "learning_rate": state.lr_schedule(state.step), "params_finite": params_finite}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 

@@ -38,6 +38,7 @@ class TrainState:
     graphdef: Any = struct.field(pytree_node=False)
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
     lr_schedule: Callable = struct.field(pytree_node=False)
+    accumulation_steps: int = struct.field(pytree_node=False, default=1)  # micro-batches per step
 
     @property
     def model(self) -> BertForQuestionAnswering:
@@ -73,12 +74,15 @@ def make_optimizer(config, total_steps: int):
     return tx, schedule
 
 
-def build_model(model_config: BertConfig, *, seed: int = 0, dtype: str = "float32") -> BertForQuestionAnswering:
-    return BertForQuestionAnswering(model_config, rngs=nnx.Rngs(params=seed), dtype=COMPUTE_DTYPES[dtype])
+def build_model(model_config: BertConfig, *, seed: int = 0, dtype: str = "float32", fused_attention: bool = False,
+                remat: bool = False) -> BertForQuestionAnswering:
+    return BertForQuestionAnswering(model_config, rngs=nnx.Rngs(params=seed), dtype=COMPUTE_DTYPES[dtype],
+                                    fused_attention=fused_attention, remat=remat)
 
 
 def load_model(model_path: str | Path | None = None, *, seed: int = 0, dtype: str = "float32",
-               from_pretrained: bool = True, cache_dir: str | None = None, mesh=None):
+               from_pretrained: bool = True, cache_dir: str | None = None, mesh=None, fused_attention: bool = False,
+               remat: bool = False):
     """(graphdef, params, model_config) of a Hugging Face BERT directory or Hub id (the packaged
     MiniLM when None). A checkpoint without a QA head gets a fresh one; with `from_pretrained=False`
     everything keeps its random initialisation (config.json only).
@@ -89,8 +93,8 @@ def load_model(model_path: str | Path | None = None, *, seed: int = 0, dtype: st
     model_dir = weights.resolve_model_dir(str(model_path) if model_path else None, cache_dir)
     model_config = weights.load_config(model_dir)
     mesh = mesh or sharding.make_mesh(jax.devices()[:1])
-    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: build_model(model_config, seed=seed, dtype=dtype)),
-                                   nnx.Param)
+    options = dict(seed=seed, dtype=dtype, fused_attention=fused_attention, remat=remat)
+    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: build_model(model_config, **options)), nnx.Param)
     shardings = dict(_flatten(nnx.to_pure_dict(sharding.param_shardings(abstract, mesh))))
     values = dict(_flatten(nnx.to_pure_dict(abstract)))  # ShapeDtypeStructs until filled in
     if from_pretrained:
@@ -101,8 +105,7 @@ def load_model(model_path: str | Path | None = None, *, seed: int = 0, dtype: st
     missing = [path for path, value in values.items() if isinstance(value, jax.ShapeDtypeStruct)]
     if missing:  # random initialisation, sharded from the start; XLA drops what is not asked for
         def init():
-            fresh = dict(_flatten(nnx.to_pure_dict(nnx.split(build_model(model_config, seed=seed, dtype=dtype),
-                                                             nnx.Param)[1])))
+            fresh = dict(_flatten(nnx.to_pure_dict(nnx.split(build_model(model_config, **options), nnx.Param)[1])))
             return [fresh[path] for path in missing]
 
         values.update(zip(missing, jax.jit(init, out_shardings=[shardings[p] for p in missing])()))
@@ -118,12 +121,14 @@ def create_train_state(config, model_path: str | Path | None = None, *, total_st
     dtype and the optimizer settings (a RunConfig, or anything with those attributes)."""
     mesh = mesh or sharding.make_mesh()
     graphdef, params, _ = load_model(model_path, seed=config.seed, dtype=config.dtype, from_pretrained=from_pretrained,
-                                     cache_dir=getattr(config, "cache_dir", None), mesh=mesh)
+                                     cache_dir=getattr(config, "cache_dir", None), mesh=mesh,
+                                     fused_attention=not getattr(config, "attention_dropout", True),
+                                     remat=getattr(config, "gradient_checkpointing", False))
     tx, schedule = make_optimizer(config, total_steps)
     key = jax.random.key_data(jax.random.key(config.seed + 1, impl=DROPOUT_PRNG))
     abstract = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params,
                           opt_state=jax.eval_shape(tx.init, params), dropout_key=key, graphdef=graphdef, tx=tx,
-                          lr_schedule=schedule)
+                          lr_schedule=schedule, accumulation_steps=getattr(config, "gradient_accumulation_steps", 1))
     shardings = sharding.state_shardings(abstract, mesh)
     return abstract.replace(
         step=sharding.put_global(np.zeros((), np.int32), shardings.step),

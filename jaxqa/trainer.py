@@ -164,7 +164,8 @@ class Trainer:
         self.tokenizer = load_tokenizer(config.tokenizer_name or self.model_dir, config.cache_dir)
         check_window(config.max_seq_length, config.doc_stride, config.max_query_length, self.tokenizer)
         # Global batch = per-device batch x the devices it is split over (data x fsdp).
-        self.train_batch = config.per_device_train_batch_size * sharding.batch_size_multiplier(self.mesh)
+        self.train_batch = (config.per_device_train_batch_size * sharding.batch_size_multiplier(self.mesh)
+                            * config.gradient_accumulation_steps)
         self.eval_batch = config.per_device_eval_batch_size * sharding.batch_size_multiplier(self.mesh)
         self.train_examples = self.eval_examples = self.predict_examples = None
         self.skipped: list[dict] = []

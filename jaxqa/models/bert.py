@@ -125,19 +125,30 @@ class Embeddings(nnx.Module):
 
 
 class SelfAttention(nnx.Module):
-    """Multi-head self-attention + output projection + residual LayerNorm (BERT's block half)."""
+    """Multi-head self-attention + output projection + residual LayerNorm (BERT's block half).
 
-    def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
-        self.num_heads = cfg.num_attention_heads
+    Two paths. Plain (the default, as BERT was trained): einsums with dropout on the attention
+    probabilities. Fused (`fused=True`): `jax.nn.dot_product_attention`, which runs cuDNN's flash
+    kernel on GPUs and XLA's fused attention elsewhere, but has no dropout on the probabilities."""
+
+    def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, fused: bool = False):
+        self.num_heads, self.fused = cfg.num_attention_heads, fused
         self.qkv = _dense(cfg, cfg.hidden_size, 3 * cfg.hidden_size, rngs, dtype, ("embed", "qkv"))
         self.out = _dense(cfg, cfg.hidden_size, cfg.hidden_size, rngs, dtype, ("heads", "embed"))
         self.norm = _layer_norm(cfg, rngs, dtype)
         self.attention_dropout = nnx.Dropout(cfg.attention_probs_dropout_prob)
         self.dropout = nnx.Dropout(cfg.hidden_dropout_prob)
 
-    def __call__(self, x, mask_bias, *, deterministic: bool, rngs):
+    def __call__(self, x, mask: tuple, *, deterministic: bool, rngs):
         batch, seq, hidden = x.shape
         head_dim = hidden // self.num_heads
+        mask_bias, key_lengths = mask
+        if self.fused:  # [batch, seq, heads, head_dim]; padding is at the end, so lengths mask it
+            q, k, v = jnp.moveaxis(self.qkv(x).reshape(batch, seq, 3, self.num_heads, head_dim), 2, 0)
+            context = jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=key_lengths)
+            projected = self.dropout(self.out(context.reshape(batch, seq, hidden)), deterministic=deterministic,
+                                     rngs=rngs)
+            return self.norm(x + projected)
         # Heads-major [3, batch, heads, seq, head_dim]: XLA's batched matmuls run 1.2-2.6x faster on
         # CPU in this layout than with heads in the middle (measured on MiniLM shapes).
         qkv = self.qkv(x).reshape(batch, seq, 3, self.num_heads, head_dim).transpose(2, 0, 3, 1, 4)
@@ -165,35 +176,50 @@ class FeedForward(nnx.Module):
 
 
 class Layer(nnx.Module):
-    def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
-        self.attention = SelfAttention(cfg, rngs=rngs, dtype=dtype)
+    def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, fused_attention: bool = False):
+        self.attention = SelfAttention(cfg, rngs=rngs, dtype=dtype, fused=fused_attention)
         self.ffn = FeedForward(cfg, rngs=rngs, dtype=dtype)
 
-    def __call__(self, x, mask_bias, *, deterministic: bool, rngs):
-        x = constrain(self.attention(x, mask_bias, deterministic=deterministic, rngs=rngs), HIDDEN)
+    def __call__(self, x, mask: tuple, *, deterministic: bool, rngs):
+        x = constrain(self.attention(x, mask, deterministic=deterministic, rngs=rngs), HIDDEN)
         return constrain(self.ffn(x, deterministic=deterministic, rngs=rngs), HIDDEN)
 
 
 class BertEncoder(nnx.Module):
-    def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    """Embeddings and layers. With `remat`, each layer's activations are recomputed in the backward
+    pass instead of stored: ~1/3 more compute for memory that no longer grows with depth."""
+
+    def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, fused_attention: bool = False,
+                 remat: bool = False):
         self.embeddings = Embeddings(cfg, rngs=rngs, dtype=dtype)
-        self.layers = nnx.List([Layer(cfg, rngs=rngs, dtype=dtype) for _ in range(cfg.num_hidden_layers)])
+        self.layers = nnx.List([Layer(cfg, rngs=rngs, dtype=dtype, fused_attention=fused_attention)
+                                for _ in range(cfg.num_hidden_layers)])
+        self.remat = remat
 
     def __call__(self, input_ids, token_type_ids, attention_mask, *, deterministic: bool, rngs):
-        # Additive mask, [batch, 1, 1, keys]; finite so fully padded rows stay NaN-free.
-        mask_bias = jnp.where(attention_mask[:, None, None, :] > 0, 0.0, -1e9).astype(jnp.float32)
+        # Additive mask, [batch, 1, 1, keys], finite so fully padded rows stay NaN-free; and the real
+        # length of each row, for the fused kernel.
+        mask = (jnp.where(attention_mask[:, None, None, :] > 0, 0.0, -1e9).astype(jnp.float32),
+                jnp.sum(attention_mask > 0, axis=-1).astype(jnp.int32))
         x = self.embeddings(input_ids, token_type_ids, deterministic=deterministic, rngs=rngs)
+
+        def run(layer, x, rngs):
+            return layer(x, mask, deterministic=deterministic, rngs=rngs)
+
+        if self.remat:
+            run = nnx.remat(run)
         for layer in self.layers:
-            x = layer(x, mask_bias, deterministic=deterministic, rngs=rngs)
+            x = run(layer, x, rngs)
         return x
 
 
 class BertForQuestionAnswering(nnx.Module):
     """Encoder + a linear head giving float32 `start_logits`, `end_logits` of shape [batch, seq]."""
 
-    def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    def __init__(self, cfg: BertConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, fused_attention: bool = False,
+                 remat: bool = False):
         self.config = cfg
-        self.encoder = BertEncoder(cfg, rngs=rngs, dtype=dtype)
+        self.encoder = BertEncoder(cfg, rngs=rngs, dtype=dtype, fused_attention=fused_attention, remat=remat)
         self.qa_outputs = _dense(cfg, cfg.hidden_size, 2, rngs, dtype, ("embed", "classes"))
 
     def __call__(self, input_ids, token_type_ids, attention_mask, *, deterministic: bool = True, rngs=None):
