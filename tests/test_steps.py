@@ -84,3 +84,55 @@ def test_optimizer_skips_decay_on_bias_and_layernorm(tiny_bert_dir):
     for path, value in flat:
         moved = bool(jnp.any(value.get_value() if hasattr(value, "get_value") else value != 0))
         assert moved == (path[-1] not in ("bias", "scale")), path
+
+
+def _real_batch(model_dir, data_dir, rows=8):
+    from jaxqa.features import load_tokenizer
+
+    feats = tokenize(load_examples(data_dir / "squad_v1.1/dev.json").select(range(24)), load_tokenizer(model_dir),
+                     max_seq_length=128, doc_stride=32)
+    batch = batching.gather(feats.train_arrays(), batching.plan_batches(feats.lengths, rows, max_seq_length=128,
+                                                                         bucket_width=None)[0])
+    batch["weights"][-1] = 0.0  # a filler row too
+    return batch
+
+
+def test_gradient_accumulation_is_one_big_batch(tmp_path, minilm_dir, data_dir):
+    """Same 8 rows as 1, 2 or 4 micro-batches (no dropout, so the three are the same computation up to
+    summation order): same loss, gradient norm and updated parameters."""
+    from conftest import save_tiny_bert
+
+    model_dir = save_tiny_bert(tmp_path, minilm_dir, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    batch = _real_batch(model_dir, data_dir)
+    results = {}
+    for n in (1, 2, 4):
+        config = types.SimpleNamespace(**{**vars(OPT), "adam_epsilon": 1e-5, "gradient_accumulation_steps": n})
+        state, metrics = jax.jit(train_state.train_step)(train_state.create_train_state(config, model_dir,
+                                                                                        total_steps=10), batch)
+        results[n] = (float(metrics["loss"]), float(metrics["grad_norm"]), jax.tree.leaves(jax.device_get(state.params)))
+    for n in (2, 4):
+        assert abs(results[n][0] - results[1][0]) < 1e-6 and abs(results[n][1] - results[1][1]) < 1e-5
+        assert max(float(np.abs(a - b).max()) for a, b in zip(results[n][2], results[1][2])) < 1e-5
+
+
+def test_fused_attention_and_remat_compute_the_same(tiny_bert_dir, data_dir):
+    """Fused attention (no attention-probability dropout) gives the plain path's eval logits; remat gives
+    the same gradients, dropout included (same keys)."""
+    from jaxqa.steps import forward
+
+    batch = _real_batch(tiny_bert_dir, data_dir)
+    graphdef, params, _ = train_state.load_model(tiny_bert_dir)
+    fused_graphdef, _, _ = train_state.load_model(tiny_bert_dir, fused_attention=True)
+    plain, fused = forward(graphdef, params, batch), forward(fused_graphdef, params, batch)
+    real = np.asarray(batch["attention_mask"]) > 0
+    for a, b in zip(plain, fused):
+        np.testing.assert_allclose(np.asarray(a)[real], np.asarray(b)[real], atol=1e-5)
+
+    remat_graphdef, _, _ = train_state.load_model(tiny_bert_dir, remat=True)
+    key = jax.random.key(0, impl="rbg")
+
+    def grads(g):
+        return jax.grad(lambda p: qa_loss(*forward(g, p, batch, deterministic=False, dropout_key=key), batch))(params)
+
+    for a, b in zip(jax.tree.leaves(grads(graphdef)), jax.tree.leaves(grads(remat_graphdef))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
