@@ -98,7 +98,7 @@ class RunConfig:
     token: str | None = _f(None, "Hugging Face Hub token (private models, --push_to_hub)")
     use_auth_token: bool = _f(False, "use the token saved by `huggingface-cli login` (the default anyway)")
     trust_remote_code: bool = _f(False, "accepted; changes nothing: jaxqa never runs model code from the Hub")
-    overwrite_cache: bool = _f(False, "accepted; changes nothing: features are built in memory, not cached")
+    overwrite_cache: bool = _f(False, "tokenise again instead of reading the feature cache")
     preprocessing_num_workers: int | None = _f(None, "accepted; changes nothing: the fast tokenizer's batch call "
                                                "already uses every core")
     adafactor: bool = _f(False, "Adafactor instead of AdamW (same schedule and clipping)")
@@ -109,6 +109,8 @@ class RunConfig:
     # Watching and sizing a run
     compilation_cache_dir: str | None = _f(None, "JAX's persistent compilation cache, so a repeated or resumed run "
                                            "skips compiling (default: .jax_cache beside --output_dir; 'none': off)")
+    feature_cache_dir: str | None = _f(None, "where tokenised features are cached, keyed by data, tokenizer and "
+                                       "window settings (default: .feature_cache beside --output_dir; 'none': off)")
     dry_run: bool = _f(False, "compile the train step for the largest batch shape, print the memory it needs per "
                        "device against the device's capacity, and exit")
     profile_steps: str | None = _f(None, "START:END: write a JAX profiler trace of those steps to output_dir/profile "

@@ -23,12 +23,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import jaxqa
-from jaxqa import batching, checkpoint, compilation, decode, hub, metrics, sharding, throughput, weights
+from jaxqa import batching, checkpoint, compilation, decode, feature_cache, hub, metrics, sharding, throughput, weights
 from jaxqa.answer import QuestionAnswerer, scatter_logits
 from jaxqa.config import RunConfig
 from jaxqa.data import Examples, load_examples
 from jaxqa.errors import ConfigError, Interrupted, TrainingError
-from jaxqa.features import Features, check_window, load_tokenizer, tokenize
+from jaxqa.features import Features, check_window, load_tokenizer
 from jaxqa.run_log import RunLog, plot_curves
 from jaxqa.train_state import TrainState, create_train_state, eval_step, train_step
 
@@ -293,10 +293,11 @@ class Trainer:
         if limit is not None:
             examples = examples.select(range(min(limit, len(examples))))
         c = self.config
-        features = tokenize(examples, self.tokenizer, max_seq_length=c.max_seq_length,
-                            doc_stride=c.doc_stride, max_query_length=c.max_query_length)
-        log.info("%s: %d examples -> %d features (%.1fs)", path, len(examples), len(features),
-                 time.perf_counter() - t0)
+        features, cached = feature_cache.cached_tokenize(
+            examples, self.tokenizer, feature_cache.cache_dir_for(c), overwrite=c.overwrite_cache,
+            max_seq_length=c.max_seq_length, doc_stride=c.doc_stride, max_query_length=c.max_query_length)
+        log.info("%s: %d examples -> %d features (%.1fs%s)", path, len(examples), len(features),
+                 time.perf_counter() - t0, ", from the feature cache" if cached else "")
         return examples, features
 
     def _total_steps(self) -> int:

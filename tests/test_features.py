@@ -110,3 +110,22 @@ def test_window_too_small_for_stride_is_rejected(minilm_tokenizer, data_dir):
     examples = load_examples(data_dir / "fixtures/flat_sample.json")
     with pytest.raises(ConfigError, match=r"--doc_stride 128 leaves no room.*make doc_stride smaller"):
         tokenize(examples, minilm_tokenizer, max_seq_length=160, doc_stride=128)
+
+
+def test_feature_cache_returns_the_same_features_and_misses_on_any_change(tmp_path, minilm_tokenizer, data_dir):
+    from jaxqa.feature_cache import cached_tokenize
+
+    examples = load_examples(data_dir / "squad_v1.1/dev.json").select(range(50))
+    settings = dict(max_seq_length=192, doc_stride=64)
+    fresh, hit = cached_tokenize(examples, minilm_tokenizer, tmp_path, **settings)
+    again, hit_again = cached_tokenize(examples, minilm_tokenizer, tmp_path, **settings)
+    assert not hit and hit_again and len(list(tmp_path.glob("*.npz"))) == 1
+    for name in fresh.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(fresh, name), getattr(again, name), err_msg=name)
+    assert not cached_tokenize(examples, minilm_tokenizer, tmp_path, max_seq_length=192, doc_stride=32)[1]
+    assert not cached_tokenize(examples.select(range(49)), minilm_tokenizer, tmp_path, **settings)[1]
+    assert not cached_tokenize(examples, minilm_tokenizer, tmp_path, overwrite=True, **settings)[1]
+    entry = next(tmp_path.glob("*.npz"))
+    entry.write_bytes(b"not an npz")  # a damaged entry is rebuilt
+    rebuilt, hit = cached_tokenize(examples, minilm_tokenizer, tmp_path, **settings)
+    assert np.array_equal(rebuilt.input_ids, fresh.input_ids)
