@@ -84,8 +84,8 @@ def load_model(model_path: str | Path | None = None, *, seed: int = 0, dtype: st
                from_pretrained: bool = True, cache_dir: str | None = None, mesh=None, fused_attention: bool = False,
                remat: bool = False):
     """(graphdef, params, model_config) of a Hugging Face encoder directory or Hub id (the packaged
-    MiniLM when None), of the family its config.json names (`jaxqa.models.families`). A checkpoint without a QA head gets a fresh one; with `from_pretrained=False`
-    everything keeps its random initialisation (config.json only).
+    MiniLM when None), of the family its config.json names (`jaxqa.models.families`). A checkpoint
+    without a QA head gets a fresh one; with `from_pretrained=False` everything keeps its random initialisation (config.json only).
 
     Parameters are created where they live on `mesh` (the first device by default): checkpoint
     tensors go from host memory straight to their shards, fresh ones are initialised sharded, so
