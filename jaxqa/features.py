@@ -67,9 +67,13 @@ def load_tokenizer(name_or_dir: str | Path, cache_dir: str | None = None):
     return tokenizer
 
 
-def check_window(max_seq_length: int, doc_stride: int, max_query_length: int, tokenizer=None) -> None:
-    """Fail at start-up, not mid-tokenisation, when the window cannot hold question + stride."""
+def check_window(max_seq_length: int, doc_stride: int, max_query_length: int, tokenizer=None,
+                 model_config=None) -> None:
+    """Fail at start-up, not mid-tokenisation, when the window cannot hold question + stride, or is
+    longer than the tokenizer or the model's position table (`model_config`, if given) allows."""
     limit = getattr(tokenizer, "model_max_length", None) or max_seq_length
+    if model_config is not None:
+        limit = min(limit, model_config.max_positions)
     if max_seq_length > limit:
         raise ConfigError(f"--max_seq_length {max_seq_length} exceeds the model's maximum of {limit}; lower it")
     # [CLS] q [SEP] c [SEP] for BERT, <s> q </s></s> c </s> for RoBERTa, ...

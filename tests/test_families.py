@@ -16,7 +16,8 @@ from test_features import _check_labels, _expected_windows
 
 from jaxqa import steps, train_state, weights
 from jaxqa.data import load_examples
-from jaxqa.features import load_tokenizer, tokenize
+from jaxqa.errors import ConfigError
+from jaxqa.features import check_window, load_tokenizer, tokenize
 from jaxqa.models.families import FAMILIES
 
 torch = pytest.importorskip("torch")
@@ -142,3 +143,12 @@ def test_fine_tune_each_family_through_run_qa(family, tiny_family_dir, data_dir,
     assert results["num_examples"] == 24 and 0 <= results["f1"] <= 100
     exported = json.loads((out / "model/config.json").read_text())
     assert exported["model_type"] == family and exported["architectures"] == [FAMILIES[family].architecture]
+
+
+def test_window_longer_than_the_position_table_is_rejected(tiny_family_dir):
+    """RoBERTa's 130 positions hold 128 tokens: positions start after the padding index (1)."""
+    cfg = weights.load_config(tiny_family_dir("roberta"))
+    tokenizer = load_tokenizer(tiny_family_dir("roberta"))
+    check_window(128, 32, 64, tokenizer, cfg)
+    with pytest.raises(ConfigError, match=r"--max_seq_length 129 exceeds the model's maximum of 128; lower it"):
+        check_window(129, 32, 64, tokenizer, cfg)

@@ -114,6 +114,12 @@ class EncoderConfig:
         return bool(self.family.projection) and (self.family.always_project or self.embedding_width != self.hidden_size)
 
     @property
+    def max_positions(self) -> int:
+        """The longest window the position table covers (RoBERTa numbers positions after the padding index)."""
+        offset = self.pad_token_id + 1 if self.family.positions_after_padding else 0
+        return self.max_position_embeddings - offset
+
+    @property
     def num_distinct_layers(self) -> int:
         return self.num_hidden_groups * self.inner_group_num if self.family.shared_layers else self.num_hidden_layers
 
