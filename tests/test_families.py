@@ -4,6 +4,7 @@ export back out; windows and labels with each tokenizer kind; a short fine-tune 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ from conftest import ROOT
 from flax import nnx
 from test_features import _check_labels, _expected_windows
 
-from jaxqa import steps, train_state, weights
+from jaxqa import sharding, steps, train_state, weights
 from jaxqa.data import load_examples
 from jaxqa.errors import ConfigError
 from jaxqa.features import check_window, load_tokenizer, tokenize
@@ -87,7 +88,7 @@ def test_every_parameter_has_logical_axis_names(family, tiny_family_dir):
     model = nnx.eval_shape(lambda: train_state.build_model(cfg))
     for path, variable in nnx.to_flat_state(nnx.state(model, nnx.Param)):
         names = variable.get_metadata().get("out_sharding")
-        assert names is not None and len(names) == variable.value.ndim, path
+        assert names and len(names) == variable.value.ndim and all(n in sharding.RULES for n in names), path
     assert len(model.encoder.layers) == cfg.num_distinct_layers
     assert len(model.encoder.schedule) == cfg.num_hidden_layers * (cfg.inner_group_num if family == "albert" else 1)
 
@@ -152,3 +153,21 @@ def test_window_longer_than_the_position_table_is_rejected(tiny_family_dir):
     check_window(128, 32, 64, tokenizer, cfg)
     with pytest.raises(ConfigError, match=r"--max_seq_length 129 exceeds the model's maximum of 128; lower it"):
         check_window(129, 32, 64, tokenizer, cfg)
+
+
+def test_albert_sharded_step_equals_single_device_step(tmp_path, family_tokenizers, data_dir):
+    """Shared layers and the embedding projection on 8 fake devices, every mesh: the same step."""
+    import tiny_tokenizers
+
+    model_dir = tiny_tokenizers.save_tiny_model(tmp_path / "albert64", "albert", family_tokenizers["albert"],
+                                                hidden_size=64, num_attention_heads=8, intermediate_size=128)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, str(ROOT / "tests/sharding_worker.py"), "meshes", str(model_dir),
+                           str(data_dir / "fixtures/flat_sample.json")], capture_output=True, text=True,
+                          timeout=900, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = json.loads(proc.stdout.strip().splitlines()[-1])["meshes"]
+    for spec, run in runs.items():
+        assert max(run["loss_diff"], run["logits_diff"], run["param_diff"], run["opt_diff"]) < 1e-5, (spec, run)
+    assert runs["fsdp=8"]["param_bytes_device0"] < runs["data=8"]["param_bytes_device0"] / 4  # really split

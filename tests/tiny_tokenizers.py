@@ -74,9 +74,9 @@ def unigram_albert(texts: list[str]):
     return AlbertTokenizer(vocab=vocab, model_max_length=512)
 
 
-def save_tiny_model(out: Path, family: str, tokenizer, seed: int = 0) -> Path:
-    """A random tiny `transformers` `*ForQuestionAnswering` of `family`, saved with `tokenizer`
-    (a tokenizer object, or a directory whose tokenizer files are copied)."""
+def save_tiny_model(out: Path, family: str, tokenizer, seed: int = 0, **overrides) -> Path:
+    """A random tiny `transformers` `*ForQuestionAnswering` of `family` (TINY + `overrides`), saved
+    with `tokenizer` (a tokenizer object, or a directory whose tokenizer files are copied)."""
     import torch
     from transformers import AutoConfig, AutoModelForQuestionAnswering
 
@@ -94,7 +94,7 @@ def save_tiny_model(out: Path, family: str, tokenizer, seed: int = 0) -> Path:
     }[family]
     if family == "distilbert":
         common = {k: v for k, v in common.items() if k not in TINY}
-    config = AutoConfig.for_model(family, **{**common, **extra})
+    config = AutoConfig.for_model(family, **{**common, **extra, **overrides})
     torch.manual_seed(seed)
     model = AutoModelForQuestionAnswering.from_config(config)
     with torch.no_grad():  # random, not zero, biases and LayerNorms: every tensor must map right

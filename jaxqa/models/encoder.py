@@ -259,7 +259,7 @@ class Encoder(nnx.Module):
                  remat: bool = False):
         self.embeddings = Embeddings(cfg, rngs=rngs, dtype=dtype)
         if cfg.projects:
-            self.project = _dense(cfg, cfg.embedding_width, cfg.hidden_size, rngs, dtype, (None, "embed"))
+            self.project = _dense(cfg, cfg.embedding_width, cfg.hidden_size, rngs, dtype, ("embed", "embed"))
         self.layers = nnx.List([Layer(cfg, rngs=rngs, dtype=dtype, fused_attention=fused_attention)
                                 for _ in range(cfg.num_distinct_layers)])
         self.schedule, self.remat = cfg.layer_schedule(), remat
