@@ -2,7 +2,7 @@
 text, its character span and its score out.
 
     from jaxqa.answer import QuestionAnswerer
-    qa = QuestionAnswerer.from_pretrained("out/model")       # a fine-tuned jaxqa/HF BERT QA directory
+    qa = QuestionAnswerer.from_pretrained("out/model")       # a fine-tuned jaxqa/HF QA directory
     qa("Who won?", "The Broncos beat the Panthers 24-10.")   # {'answer': 'The Broncos', 'start': 0, ...}
 """
 

@@ -38,6 +38,8 @@ def train_flops(model_config, batch: int, seq_len: int) -> float:
     Per token and layer the forward does 2*(4*h*h + 2*h*i) for the QKV, output and FFN matmuls and
     2*2*seq_len*h for attention scores and the weighted sum; plus the QA head (2*h*2)."""
     h, i, layers = model_config.hidden_size, model_config.intermediate_size, model_config.num_hidden_layers
+    if hasattr(model_config, "layer_schedule"):  # layers run, not stored: ALBERT runs each group's inner layers
+        layers = len(model_config.layer_schedule())
     embedding_size = getattr(model_config, "embedding_size", h) or h
     per_token = layers * (2 * (4 * h * h + 2 * h * i) + 4 * seq_len * h) + 4 * h
     if embedding_size != h:  # a projection from a smaller embedding (ELECTRA/ALBERT-style)

@@ -19,7 +19,7 @@ import optax
 from flax import nnx, struct
 
 from jaxqa import sharding, weights
-from jaxqa.models.bert import BertConfig, BertForQuestionAnswering
+from jaxqa.models.encoder import EncoderConfig, EncoderForQuestionAnswering
 from jaxqa.steps import DROPOUT_PRNG, eval_step, train_step  # re-exported: the public API lives here
 
 __all__ = ["TrainState", "create_train_state", "load_model", "make_optimizer", "train_step", "eval_step", "build_model"]
@@ -41,7 +41,7 @@ class TrainState:
     accumulation_steps: int = struct.field(pytree_node=False, default=1)  # micro-batches per step
 
     @property
-    def model(self) -> BertForQuestionAnswering:
+    def model(self) -> EncoderForQuestionAnswering:
         return nnx.merge(self.graphdef, self.params)
 
 
@@ -74,18 +74,18 @@ def make_optimizer(config, total_steps: int):
     return tx, schedule
 
 
-def build_model(model_config: BertConfig, *, seed: int = 0, dtype: str = "float32", fused_attention: bool = False,
-                remat: bool = False) -> BertForQuestionAnswering:
-    return BertForQuestionAnswering(model_config, rngs=nnx.Rngs(params=seed), dtype=COMPUTE_DTYPES[dtype],
+def build_model(model_config: EncoderConfig, *, seed: int = 0, dtype: str = "float32", fused_attention: bool = False,
+                remat: bool = False) -> EncoderForQuestionAnswering:
+    return EncoderForQuestionAnswering(model_config, rngs=nnx.Rngs(params=seed), dtype=COMPUTE_DTYPES[dtype],
                                     fused_attention=fused_attention, remat=remat)
 
 
 def load_model(model_path: str | Path | None = None, *, seed: int = 0, dtype: str = "float32",
                from_pretrained: bool = True, cache_dir: str | None = None, mesh=None, fused_attention: bool = False,
                remat: bool = False):
-    """(graphdef, params, model_config) of a Hugging Face BERT directory or Hub id (the packaged
-    MiniLM when None). A checkpoint without a QA head gets a fresh one; with `from_pretrained=False`
-    everything keeps its random initialisation (config.json only).
+    """(graphdef, params, model_config) of a Hugging Face encoder directory or Hub id (the packaged
+    MiniLM when None), of the family its config.json names (`jaxqa.models.families`). A checkpoint
+    without a QA head gets a fresh one; with `from_pretrained=False` everything keeps its random initialisation (config.json only).
 
     Parameters are created where they live on `mesh` (the first device by default): checkpoint
     tensors go from host memory straight to their shards, fresh ones are initialised sharded, so

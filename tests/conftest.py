@@ -68,3 +68,33 @@ def tiny_bert_dir(tmp_path_factory, minilm_dir) -> Path:
 def write_json(path: Path, obj) -> Path:
     path.write_text(json.dumps(obj), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def family_tokenizers(data_dir, minilm_dir) -> dict:
+    """Tokenizer per encoder family: BPE (RoBERTa) and Unigram (XLM-R, ALBERT) trained here on SQuAD
+    text in about 2 s, MiniLM's WordPiece directory for the BERT-vocabulary families."""
+    import tiny_tokenizers
+
+    texts = tiny_tokenizers.corpus(data_dir)
+    bpe = tiny_tokenizers.bpe_roberta(texts)
+    return {"bert": minilm_dir, "electra": minilm_dir, "distilbert": minilm_dir, "roberta": bpe,
+            "xlm-roberta": tiny_tokenizers.unigram_xlmr(texts), "albert": tiny_tokenizers.unigram_albert(texts)}
+
+
+@pytest.fixture(scope="session")
+def tiny_family_dir(tmp_path_factory, family_tokenizers):
+    """`tiny_family_dir(family)`: a random tiny `transformers` `*ForQuestionAnswering` of that family
+    saved with its tokenizer (made once per session)."""
+    pytest.importorskip("torch")
+    import tiny_tokenizers
+
+    made: dict[str, Path] = {}
+
+    def get(family: str) -> Path:
+        if family not in made:
+            out = tmp_path_factory.mktemp(f"tiny_{family}")
+            made[family] = tiny_tokenizers.save_tiny_model(out, family, family_tokenizers[family])
+        return made[family]
+
+    return get

@@ -44,14 +44,15 @@ def _check_labels(examples, feats):
 
 
 def _expected_windows(examples, tokenizer, max_len, stride, max_query):
-    """Windows per example from the doc-stride arithmetic: room = max_len - question - 3 tokens of
-    context per window, each next window starting (room - stride) tokens further."""
+    """Windows per example from the doc-stride arithmetic: room = max_len - question - specials tokens
+    of context per window (3 for BERT, 4 for RoBERTa), each next window starting (room - stride) further."""
+    specials = tokenizer.num_special_tokens_to_add(pair=True)
     q_len = [min(len(ids), max_query) for ids in
              tokenizer([q.lstrip() for q in examples.questions], add_special_tokens=False)["input_ids"]]
     c_len = [len(ids) for ids in tokenizer(examples.contexts, add_special_tokens=False)["input_ids"]]
     counts = []
     for q, c in zip(q_len, c_len):
-        room = max_len - q - 3
+        room = max_len - q - specials
         counts.append(1 if c <= room else 1 + math.ceil((c - room) / (room - stride)))
     return np.array(counts)
 

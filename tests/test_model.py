@@ -92,7 +92,8 @@ def test_missing_and_unexpected_tensors_are_named(tiny_bert_dir):
 
 def test_unsupported_model_type_lists_supported(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
-    with pytest.raises(ModelError, match="model_type 'gpt2' is not supported yet; jaxqa supports: bert"):
+    with pytest.raises(ModelError, match=r"config\.json: model_type 'gpt2' is not supported; jaxqa supports: "
+                                         r"albert, bert, distilbert, electra, roberta, xlm-roberta$"):
         weights.load_config(tmp_path)
 
 
