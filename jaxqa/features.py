@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxqa.data import Examples
-from jaxqa.errors import ConfigError, ModelError
+from jaxqa.errors import BadRecord, ConfigError, DataError, ModelError
 
 
 @dataclasses.dataclass
@@ -73,6 +73,10 @@ def check_window(max_seq_length: int, doc_stride: int, max_query_length: int, to
     if max_seq_length > limit:
         raise ConfigError(f"--max_seq_length {max_seq_length} exceeds the model's maximum of {limit}; lower it")
     context_room = max_seq_length - max_query_length - 3  # [CLS] q [SEP] c [SEP]
+    if context_room <= 0:
+        raise ConfigError(f"--max_query_length {max_query_length} leaves no room for context: a window of "
+                          f"--max_seq_length {max_seq_length} holds [CLS] question [SEP] context [SEP]; make "
+                          f"max_query_length smaller than {max_seq_length - 3 - doc_stride}")
     if context_room <= doc_stride:
         raise ConfigError(
             f"--doc_stride {doc_stride} leaves no room to advance: a window of --max_seq_length "
@@ -126,18 +130,62 @@ def _cls_index(input_ids: np.ndarray, tokenizer) -> np.ndarray:
 
 
 def _label_windows(examples: Examples, example_index, offsets, is_context, cls_index):
-    """Token start/end of the first gold answer per window, or CLS where it is not fully inside."""
+    """Token start/end of the first gold answer per window: the smallest token span covering the answer's
+    characters (the tokens overlapping it; characters no token holds, like spaces or stripped accents,
+    count for nothing), in the windows that hold that whole span; CLS elsewhere and when unanswerable."""
+    n_rows, seq = offsets.shape[:2]
     has_answer = np.array([bool(t) for t in examples.answer_texts], dtype=bool)
     char_start = np.array([s[0] if s else -1 for s in examples.answer_starts], dtype=np.int64)
     char_end = char_start + np.array([len(t[0]) if t else 0 for t in examples.answer_texts])
     a_start, a_end = char_start[example_index, None], char_end[example_index, None]
-    positions = np.arange(offsets.shape[1])
-    # Last context token starting at or before the answer; first one ending at or after it.
-    start_tok = np.where(is_context & (offsets[..., 0] <= a_start), positions, -1).max(axis=1)
-    end_tok = np.where(is_context & (offsets[..., 1] >= a_end), positions, offsets.shape[1]).min(axis=1)
-    first_ctx = np.where(is_context, offsets[..., 0], np.iinfo(np.int32).max).min(axis=1)
-    last_ctx = np.where(is_context, offsets[..., 1], -1).max(axis=1)
-    inside = (has_answer[example_index] & (first_ctx <= a_start[:, 0]) & (last_ctx >= a_end[:, 0])
-              & (start_tok >= 0) & (end_tok < offsets.shape[1]) & (start_tok <= end_tok))
+    overlaps = (is_context & has_answer[example_index, None] & (offsets[..., 1] > a_start)
+                & (offsets[..., 0] < a_end) & (offsets[..., 1] > offsets[..., 0]))
+    positions, rows = np.arange(seq), np.arange(n_rows)
+    start_tok = np.where(overlaps, positions, seq - 1).min(axis=1)
+    end_tok = np.where(overlaps, positions, 0).max(axis=1)
+    found = overlaps.any(axis=1)
+    # A window holds the whole span when its first and last overlapping tokens are the example's
+    # (windows cut the same token sequence, so character offsets identify tokens across windows).
+    first_char = np.where(found, offsets[rows, start_tok, 0], np.iinfo(np.int32).max)
+    last_char = np.where(found, offsets[rows, end_tok, 1], -1)
+    span_first = np.full(len(examples), np.iinfo(np.int32).max)
+    span_last = np.full(len(examples), -1)
+    np.minimum.at(span_first, example_index, first_char)
+    np.maximum.at(span_last, example_index, last_char)
+    inside = found & (first_char == span_first[example_index]) & (last_char == span_last[example_index])
     return (np.where(inside, start_tok, cls_index).astype(np.int32),
             np.where(inside, end_tok, cls_index).astype(np.int32))
+
+
+def checked_features(examples: Examples, tokenizer, *, training: bool, on_bad_record: str = "error",
+                     **window) -> tuple[Examples, Features]:
+    """`tokenize` plus the checks that need the tokenizer. A context without a single token (only
+    whitespace, control or combining characters) is a bad record: DataError, or with `on_bad_record=
+    "skip"` left out and added to `examples.skipped`. For training, answerable questions whose answer no
+    window holds whole are listed in `examples.unlabelled` (they train as "no answer"), and a training
+    set without one usable window is a DataError."""
+    features = tokenize(examples, tokenizer, **window)
+    has_context = np.zeros(len(examples), dtype=bool)
+    np.logical_or.at(has_context, features.example_index, (features.offsets[..., 0] >= 0).any(axis=1))
+    if not has_context.all():
+        bad = [{"record": f"record {examples.ids[i]!r}", "id": examples.ids[i], "kind": "context_without_tokens",
+                "problem": "its context has no token for this tokenizer (only whitespace, control or combining "
+                           "characters); fix the record or remove it"} for i in np.flatnonzero(~has_context)]
+        if on_bad_record != "skip" or has_context.sum() == 0:
+            more = f" [{len(bad)} such records]" if len(bad) > 1 else ""
+            skip = ", or pass --on_bad_record skip" if on_bad_record != "skip" else ""
+            raise BadRecord(f"{examples.source}: {bad[0]['record']} has a context with no token for this tokenizer "
+                            f"(only whitespace, control or combining characters); fix or remove the record{skip}{more}",
+                            "context_without_tokens")
+        examples = dataclasses.replace(examples.select(np.flatnonzero(has_context)), skipped=examples.skipped + bad)
+        features = tokenize(examples, tokenizer, **window)
+    if training:
+        labelled = np.zeros(len(examples), dtype=bool)
+        np.logical_or.at(labelled, features.example_index, features.start_positions != features.cls_index)
+        examples.unlabelled = [examples.ids[i] for i in np.flatnonzero(~labelled & ~examples.is_impossible)]
+        if len(examples.unlabelled) == len(examples):
+            raise DataError(
+                f"{examples.source}: no usable training window: no window holds the whole answer of any of the "
+                f"{len(examples)} questions (answers longer than a window's context room, or text the tokenizer "
+                "drops); raise --max_seq_length or check the answers")
+    return examples, features
