@@ -91,7 +91,7 @@ def _read_json_lines(path: Path, text: str):
         except json.JSONDecodeError as err:
             if lineno == 1:
                 return None
-            raise DataError(f"{path}: invalid JSON on line {lineno} ({err.msg}); "
+            raise DataError(f"{path}: invalid JSON at line {lineno} column {err.colno} ({err.msg}); "
                             "each line of a JSON-lines file must be one record") from None
     return records
 
@@ -107,10 +107,10 @@ def _flat_records(path: Path, raw):
                         "or JSON lines; found none of these")
     for a, item in enumerate(items):
         if not isinstance(item, dict):
-            raise DataError(f"{path}: data[{a}] is a {type(item).__name__}, expected an object")
+            raise DataError(f"{path}: data[{a}] is a {_json_type(item)}, expected an object")
         if "paragraphs" in item:  # nested official format
             if not isinstance(item["paragraphs"], list):
-                raise DataError(f"{path}: data[{a}].paragraphs is a {type(item['paragraphs']).__name__}, expected "
+                raise DataError(f"{path}: data[{a}].paragraphs is a {_json_type(item['paragraphs'])}, expected "
                                 "a list of {context, qas} objects")
             for p, para in enumerate(item["paragraphs"]):
                 where = f"data[{a}].paragraphs[{p}]"
@@ -132,16 +132,16 @@ def _answers(path: Path, where: str, record) -> tuple[list, list]:
         texts, starts = answers.get("text", []), answers.get("answer_start", [])
         for key, value in (("text", texts), ("answer_start", starts)):
             if not isinstance(value, list):
-                raise BadRecord(f"{path}: {where} has an 'answers.{key}' that is a {type(value).__name__}, not a "
+                raise BadRecord(f"{path}: {where} has an 'answers.{key}' that is a {_json_type(value)}, not a "
                                 f"list; write \"{key}\": [...] with one entry per answer", "wrong_type")
         return texts, starts
     if isinstance(answers, list):
         for i, answer in enumerate(answers):
             if not isinstance(answer, dict):
-                raise BadRecord(f"{path}: {where} has an answers[{i}] that is a {type(answer).__name__}, not an "
+                raise BadRecord(f"{path}: {where} has an answers[{i}] that is a {_json_type(answer)}, not an "
                                 "object; write {\"text\": ..., \"answer_start\": ...}", "wrong_type")
         return [a.get("text") for a in answers], [a.get("answer_start") for a in answers]
-    raise BadRecord(f"{path}: {where} has 'answers' of type {type(answers).__name__}; expected a list of "
+    raise BadRecord(f"{path}: {where} has 'answers' that are a {_json_type(answers)}; expected a list of "
                     "{text, answer_start} objects or {text: [...], answer_start: [...]}", "wrong_type")
 
 
@@ -155,6 +155,12 @@ def _nearest_occurrence(context: str, text: str, start: int) -> str:
     return f"the text occurs at offset {min(hits, key=lambda h: abs(h - start))}"
 
 
+def _json_type(value) -> str:
+    """The JSON name of a parsed value's type, for messages."""
+    names = {bool: "boolean", int: "number", float: "number", str: "string", list: "list", dict: "object"}
+    return names.get(type(value), "null" if value is None else type(value).__name__)
+
+
 def _check_string(path: Path, where: str, rec: dict, field: str) -> None:
     value = rec.get(field)
     if isinstance(value, str) and (field == "id" or value.strip()):
@@ -164,20 +170,20 @@ def _check_string(path: Path, where: str, rec: dict, field: str) -> None:
     elif isinstance(value, str):
         problem, kind = "has an empty", "empty_field"
     else:
-        problem, kind = f"has a {type(value).__name__} ({str(value)[:30]}) as", "wrong_type"
+        problem, kind = f"has a {_json_type(value)} ({str(value)[:30]}) as", "wrong_type"
     raise BadRecord(f"{path}: {where} {problem} '{field}'; every record needs a non-empty string '{field}' "
                     "(fix the record or remove it)", kind)
 
 
 def _check_answer(path: Path, where: str, context: str, i: int, text, start) -> None:
     if not isinstance(text, str):
-        raise BadRecord(f"{path}: {where} has a {type(text).__name__} as the text of answer {i}; answer texts "
+        raise BadRecord(f"{path}: {where} has a {_json_type(text)} as the text of answer {i}; answer texts "
                         "must be strings", "missing_field" if text is None else "wrong_type")
     if not text.strip():
         raise BadRecord(f"{path}: {where} has an empty answer text (answer {i}); give the answer's text, or "
                         "mark the question 'is_impossible': true", "empty_field")
     if isinstance(start, bool) or not isinstance(start, int):
-        raise BadRecord(f"{path}: {where} has a {type(start).__name__} ({start!r}) as the answer_start of answer "
+        raise BadRecord(f"{path}: {where} has a {_json_type(start)} ({start!r}) as the answer_start of answer "
                         f"{i}; it must be an integer character offset ({_nearest_occurrence(context, text, 0)})",
                         "missing_field" if start is None else "wrong_type")
     if start < 0 or start + len(text) > len(context):
