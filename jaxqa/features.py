@@ -86,12 +86,14 @@ def check_window(max_seq_length: int, doc_stride: int, max_query_length: int, to
 
 
 def _truncate_questions(questions: list[str], tokenizer, max_query_length: int) -> list[str]:
-    """Cut questions to `max_query_length` tokens at a token boundary (one batched call)."""
+    """Cut questions to at most `max_query_length` tokens (one batched call). The cut goes where the first
+    token past the limit starts: a character that becomes several tokens (a Hangul syllable split into
+    jamo, say) is kept whole or not at all, so the cut question never tokenises longer."""
     questions = [q.lstrip() for q in questions]  # leading spaces only waste window room
-    enc = tokenizer(questions, add_special_tokens=False, truncation=True, max_length=max_query_length,
+    enc = tokenizer(questions, add_special_tokens=False, truncation=True, max_length=max_query_length + 1,
                     return_offsets_mapping=True, return_length=True)
-    for i in np.flatnonzero(np.asarray(enc["length"]) >= max_query_length):  # the few long ones
-        questions[i] = questions[i][: enc["offset_mapping"][i][-1][1]]
+    for i in np.flatnonzero(np.asarray(enc["length"]) > max_query_length):  # the few long ones
+        questions[i] = questions[i][: enc["offset_mapping"][i][max_query_length][0]]
     return questions
 
 
@@ -119,7 +121,8 @@ def tokenize(examples: Examples, tokenizer, *, max_seq_length: int = 384, doc_st
     is_context = (token_type_ids == 1) & ~special & (attention_mask == 1)
     offsets = np.where(is_context[..., None], offsets, -1).astype(np.int32)
     cls_index = _cls_index(input_ids, tokenizer)
-    start_positions, end_positions = _label_windows(examples, example_index, offsets, is_context, cls_index)
+    start_positions, end_positions = _label_windows(examples, example_index, offsets, is_context, cls_index,
+                                                    doc_stride)
     return Features(input_ids, token_type_ids, attention_mask, offsets, example_index, cls_index,
                     start_positions, end_positions)
 
@@ -129,7 +132,7 @@ def _cls_index(input_ids: np.ndarray, tokenizer) -> np.ndarray:
     return np.where(is_cls.any(axis=1), is_cls.argmax(axis=1), 0).astype(np.int32)
 
 
-def _label_windows(examples: Examples, example_index, offsets, is_context, cls_index):
+def _label_windows(examples: Examples, example_index, offsets, is_context, cls_index, doc_stride: int):
     """Token start/end of the first gold answer per window: the smallest token span covering the answer's
     characters (the tokens overlapping it; characters no token holds, like spaces or stripped accents,
     count for nothing), in the windows that hold that whole span; CLS elsewhere and when unanswerable."""
@@ -140,19 +143,25 @@ def _label_windows(examples: Examples, example_index, offsets, is_context, cls_i
     a_start, a_end = char_start[example_index, None], char_end[example_index, None]
     overlaps = (is_context & has_answer[example_index, None] & (offsets[..., 1] > a_start)
                 & (offsets[..., 0] < a_end) & (offsets[..., 1] > offsets[..., 0]))
-    positions, rows = np.arange(seq), np.arange(n_rows)
-    start_tok = np.where(overlaps, positions, seq - 1).min(axis=1)
-    end_tok = np.where(overlaps, positions, 0).max(axis=1)
+    positions = np.arange(seq)
+    start_tok = np.where(overlaps, positions, seq).min(axis=1)
+    end_tok = np.where(overlaps, positions, -1).max(axis=1)
+    # Index of each window's tokens in the example's whole context: window j starts j * (room - stride)
+    # tokens in, where room is the first window's context length. Offsets cannot tell tokens apart
+    # (the jamo of one Hangul syllable share its offsets) and a window may start inside a character.
+    rows = np.arange(n_rows)
+    first_row = np.searchsorted(example_index, example_index)  # windows of an example are consecutive
+    context_start = is_context.argmax(axis=1)
+    room = is_context.sum(axis=1)[first_row]
+    shift = (rows - first_row) * np.maximum(room - doc_stride, 1) - context_start
     found = overlaps.any(axis=1)
-    # A window holds the whole span when its first and last overlapping tokens are the example's
-    # (windows cut the same token sequence, so character offsets identify tokens across windows).
-    first_char = np.where(found, offsets[rows, start_tok, 0], np.iinfo(np.int32).max)
-    last_char = np.where(found, offsets[rows, end_tok, 1], -1)
-    span_first = np.full(len(examples), np.iinfo(np.int32).max)
+    first_global = np.where(found, start_tok + shift, np.iinfo(np.int64).max)
+    last_global = np.where(found, end_tok + shift, -1)
+    span_first = np.full(len(examples), np.iinfo(np.int64).max)
     span_last = np.full(len(examples), -1)
-    np.minimum.at(span_first, example_index, first_char)
-    np.maximum.at(span_last, example_index, last_char)
-    inside = found & (first_char == span_first[example_index]) & (last_char == span_last[example_index])
+    np.minimum.at(span_first, example_index, first_global)
+    np.maximum.at(span_last, example_index, last_global)
+    inside = found & (first_global == span_first[example_index]) & (last_global == span_last[example_index])
     return (np.where(inside, start_tok, cls_index).astype(np.int32),
             np.where(inside, end_tok, cls_index).astype(np.int32))
 
