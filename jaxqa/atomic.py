@@ -60,8 +60,9 @@ def write_json(path: str | Path, obj) -> None:
 @contextlib.contextmanager
 def replacing_dir(path: str | Path):
     """Yield an empty temporary directory to fill; when the block ends without error it takes the place
-    of `path`. An existing `path` that holds other things than the new files (a directory the user
-    named, say) is not swapped out: the new files are renamed into it one by one instead."""
+    of `path`. An existing `path` is swapped out whole when it is empty or looks like an earlier export
+    (files only, among them config.json); any other directory (one the user named that holds other
+    things) keeps its contents and gets the new files renamed into it one by one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _clear_leftovers(path)
@@ -69,10 +70,10 @@ def replacing_dir(path: str | Path):
     tmp.mkdir()
     try:
         yield tmp
-        new = {p.name for p in tmp.iterdir()}
-        if path.is_dir() and any(p.name not in new for p in path.iterdir()):
-            for name in sorted(new):
-                os.replace(tmp / name, path / name)
+        existing = list(path.iterdir()) if path.is_dir() else []
+        if existing and (any(p.is_dir() for p in existing) or not (path / "config.json").is_file()):
+            for new in sorted(tmp.iterdir()):
+                os.replace(new, path / new.name)
         elif path.exists():
             old = _temporary(path, "old")
             os.replace(path, old)

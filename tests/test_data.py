@@ -203,3 +203,14 @@ def test_bad_file_error_and_skip_count(name, minilm_tokenizer):
             _load_for_training(path, minilm_tokenizer, "skip")
         expected = error if skipped == "same" else skipped
         assert re.fullmatch(f"{re.escape(str(path))}: {expected}", str(err.value)), str(err.value)
+
+
+def test_question_room_and_stride_are_checked_before_tokenising(minilm_tokenizer):
+    from jaxqa.errors import ConfigError
+    from jaxqa.features import check_window
+
+    with pytest.raises(ConfigError, match=r"^--max_query_length 64 leaves no room for context: a window of "
+                       r"--max_seq_length 64 holds \[CLS\] question \[SEP\] context \[SEP\]; make max_query_length "
+                       r"smaller than 45$"):
+        check_window(64, 16, 64, minilm_tokenizer)
+    check_window(64, 16, 44, minilm_tokenizer)  # 17 context tokens per window, advancing by 1
