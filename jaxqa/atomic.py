@@ -28,6 +28,12 @@ def _clear_leftovers(path: Path) -> None:
             shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
 
 
+def _sync(path: Path) -> None:
+    """On disk before the rename, or a power cut could leave a complete-looking empty file."""
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
 @contextlib.contextmanager
 def replacing(path: str | Path):
     """Yield a temporary path to write; when the block ends without error it becomes `path`."""
@@ -37,8 +43,7 @@ def replacing(path: str | Path):
     tmp = _temporary(path, "tmp")
     try:
         yield tmp
-        with open(tmp, "rb+") as f:  # on disk before the rename, or a power cut could leave it empty
-            os.fsync(f.fileno())
+        _sync(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -70,6 +75,9 @@ def replacing_dir(path: str | Path):
     tmp.mkdir()
     try:
         yield tmp
+        for new in tmp.rglob("*"):
+            if new.is_file():
+                _sync(new)
         existing = list(path.iterdir()) if path.is_dir() else []
         if existing and (any(p.is_dir() for p in existing) or not (path / "config.json").is_file()):
             for new in sorted(tmp.iterdir()):

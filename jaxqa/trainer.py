@@ -54,7 +54,8 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    if sharding.is_main_process():
+        atomic.write_json(path, obj)
 
 
 def prefetch(items, size: int = 2):
@@ -141,7 +142,8 @@ class Trainer:
         self.data_report: dict[str, dict] = {}  # per file: examples, skipped records by kind (data_report.json)
         # Load and tokenise every file before compiling anything: bad data fails in seconds.
         if config.do_train:
-            self.train_examples, self.train_features = self._load(config.train_file, config.max_train_samples)
+            self.train_examples, self.train_features = self._load(config.train_file, config.max_train_samples,
+                                                                  training=True)
         if config.do_eval:
             self.eval_examples, self.eval_features = self._load(config.validation_file, config.max_eval_samples)
         if config.do_predict:
@@ -224,13 +226,14 @@ class Trainer:
                               f"features, this one {len(self.train_features)} (the training data or tokenizer "
                               "changed); use the same data, or --overwrite_output_dir to start afresh")
 
-    def _load(self, path: str, limit: int | None, require_answers: bool = True) -> tuple[Examples, Features]:
+    def _load(self, path: str, limit: int | None, require_answers: bool = True,
+              training: bool = False) -> tuple[Examples, Features]:
         t0 = time.perf_counter()
         c = self.config
         examples = load_examples(path, require_answers=require_answers, on_bad_record=c.on_bad_record)
         if limit is not None:
             examples = examples.select(range(min(limit, len(examples))))
-        examples, features = checked_features(examples, self.tokenizer, training=path == c.train_file,
+        examples, features = checked_features(examples, self.tokenizer, training=training,
                                               on_bad_record=c.on_bad_record, max_seq_length=c.max_seq_length,
                                               doc_stride=c.doc_stride, max_query_length=c.max_query_length)
         self.data_report[path] = report = file_report(examples)

@@ -35,7 +35,7 @@ def test_train_and_eval_writes_predictions(tmp_path, tiny_bert_dir, data_dir):
     first_ids = [qa["id"] for art in dev["data"] for p in art["paragraphs"] for qa in p["qas"]][:40]
     assert list(predictions) == first_ids and all(isinstance(v, str) for v in predictions.values())
     assert results["num_examples"] == 40 and 0 <= results["f1"] <= 100
-    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    logged = [r for line in (out / "metrics.jsonl").read_text().splitlines() if "loss" in (r := json.loads(line))]
     last = results["step"]  # every 2 steps, and the last one
     assert last >= 8 and [r["step"] for r in logged] == list(range(2, last + 1, 2)) + ([last] if last % 2 else [])
     assert all(r["loss"] > 0 and r["learning_rate"] >= 0 and r["grad_norm"] > 0 for r in logged)

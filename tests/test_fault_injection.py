@@ -28,10 +28,11 @@ pytestmark = pytest.mark.slow
 SAVE_EVERY = 4  # checkpoints at 4, 8, ..., 20 and 23: kills land during saves too
 
 
-def _progress_since(out: Path, started: float) -> int:
-    """Steps logged by the run started at `started` (a resumed run first drops the records past its step)."""
+def _last_logged(out: Path, since: float = 0.0) -> int:
+    """Last step in metrics.jsonl if a run started at `since` or later wrote it (a resumed run first drops
+    the records past its step), else 0."""
     log = out / "metrics.jsonl"
-    if not log.exists() or log.stat().st_mtime < started:
+    if not log.exists() or log.stat().st_mtime < since:
         return 0
     return max(logged_losses(out), default=0)
 
@@ -53,7 +54,7 @@ def test_random_sigkills_then_resume_is_bitwise_the_same_run(tmp_path, straight_
             condition, delay = (lambda t=target: newest_checkpoint(out) >= t), rng.uniform(0, 0.3)
         elif moment == "steps logged":
             target = rng.randint(min(restored + 1, 16), 16)
-            condition, delay = (lambda t=target, s=started: _progress_since(out, s) >= t), rng.uniform(0, 0.3)
+            condition, delay = (lambda t=target, s=started: _last_logged(out, s) >= t), rng.uniform(0, 0.3)
         else:  # during the export that follows the last checkpoint
             condition, delay = (lambda: newest_checkpoint(out) == TOTAL_STEPS), rng.uniform(0, 0.5)
         deadline = time.monotonic() + 300
@@ -63,7 +64,7 @@ def test_random_sigkills_then_resume_is_bitwise_the_same_run(tmp_path, straight_
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
-            kills.append((moment, round(delay, 2), newest_checkpoint(out), max(logged_losses(out), default=0)))
+            kills.append((moment, round(delay, 2), newest_checkpoint(out), _last_logged(out)))
         else:
             assert proc.returncode == 0, proc.stderr.read()[-2000:]
         proc.stdout.close()
