@@ -106,8 +106,10 @@ def test_a_kill_during_any_write_leaves_no_half_written_file(tmp_path, tiny_bert
                                                                      ("ok1", "duplicate_id", "record 'ok1' (record #3)")]
     assert "skipped 2 bad record(s): 2 duplicate_id (b1, ok1)" in whole.stderr
     rng = random.Random(7)
-    model_write = next(i for i, w in enumerate(writes, 1) if w.endswith("/model"))
-    killed = {model_write, *rng.sample(range(1, len(writes) + 1), 3)}
+    # Every kind of writer (model directory, plot, the log rewritten at start, JSON) and one at random.
+    killed = {next(i for i, w in enumerate(writes, 1) if w.endswith(name))
+              for name in ("/model", "/training_curves.png", "/metrics.jsonl", "/predict_predictions.json")}
+    killed.add(rng.choice([i for i in range(1, len(writes) + 1) if i not in killed]))
     for kill_at in sorted(killed):
         proc = _write_run(tiny_bert_dir, data_dir, out, kill_at)
         assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
