@@ -35,7 +35,8 @@ class RunConfig:
     max_eval_samples: int | None = _f(None, "keep only the first N evaluation examples")
     max_predict_samples: int | None = _f(None, "keep only the first N prediction examples")
     on_bad_record: Literal["error", "skip"] = _f("error", "a malformed record stops the run (error) or is left "
-                                                 "out, counted and listed in skipped_records.jsonl (skip)")
+                                                 "out, counted by kind in data_report.json and listed in "
+                                                 "skipped_records.jsonl (skip)")
     max_seq_length: int = _f(384, "tokens per window (question + context + special tokens)")
     doc_stride: int = _f(128, "tokens of overlap between the windows of a long context")
     max_query_length: int = _f(64, "questions are cut to this many tokens")

@@ -13,6 +13,14 @@ class DataError(JaxqaError):
     """A data file is missing, malformed or holds a bad record."""
 
 
+class BadRecord(DataError):
+    """One record of a data file is unusable; `kind` names the problem in the load report."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
 class ModelError(JaxqaError):
     """A model directory or checkpoint cannot be used."""
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxqa.data import Examples
-from jaxqa.errors import ConfigError, ModelError
+from jaxqa.errors import BadRecord, ConfigError, DataError, ModelError
 
 
 @dataclasses.dataclass
@@ -79,6 +79,10 @@ def check_window(max_seq_length: int, doc_stride: int, max_query_length: int, to
     # [CLS] q [SEP] c [SEP] for BERT, <s> q </s></s> c </s> for RoBERTa, ...
     special = tokenizer.num_special_tokens_to_add(pair=True) if tokenizer is not None else 3
     context_room = max_seq_length - max_query_length - special
+    if context_room <= 0:
+        raise ConfigError(f"--max_query_length {max_query_length} leaves no room for context: a window of "
+                          f"--max_seq_length {max_seq_length} holds the special tokens, the question and the context; "
+                          f"make max_query_length smaller than {max_seq_length - special - doc_stride}")
     if context_room <= doc_stride:
         raise ConfigError(
             f"--doc_stride {doc_stride} leaves no room to advance: a window of --max_seq_length "
@@ -88,12 +92,14 @@ def check_window(max_seq_length: int, doc_stride: int, max_query_length: int, to
 
 
 def _truncate_questions(questions: list[str], tokenizer, max_query_length: int) -> list[str]:
-    """Cut questions to `max_query_length` tokens at a token boundary (one batched call)."""
+    """Cut questions to at most `max_query_length` tokens (one batched call). The cut goes where the first
+    token past the limit starts: a character that becomes several tokens (a Hangul syllable split into
+    jamo, say) is kept whole or not at all, so the cut question never tokenises longer."""
     questions = [q.lstrip() for q in questions]  # leading spaces only waste window room
-    enc = tokenizer(questions, add_special_tokens=False, truncation=True, max_length=max_query_length,
+    enc = tokenizer(questions, add_special_tokens=False, truncation=True, max_length=max_query_length + 1,
                     return_offsets_mapping=True, return_length=True)
-    for i in np.flatnonzero(np.asarray(enc["length"]) >= max_query_length):  # the few long ones
-        questions[i] = questions[i][: enc["offset_mapping"][i][-1][1]]
+    for i in np.flatnonzero(np.asarray(enc["length"]) > max_query_length):  # the few long ones
+        questions[i] = questions[i][: enc["offset_mapping"][i][max_query_length][0]]
     return questions
 
 
@@ -122,7 +128,8 @@ def tokenize(examples: Examples, tokenizer, *, max_seq_length: int = 384, doc_st
     is_context = _sequence_ids(enc) == (1 if question_first else 0)
     offsets = np.where(is_context[..., None], offsets, -1).astype(np.int32)
     cls_index = _cls_index(input_ids, tokenizer)
-    start_positions, end_positions = _label_windows(examples, example_index, offsets, is_context, cls_index)
+    start_positions, end_positions = _label_windows(examples, example_index, offsets, is_context, cls_index,
+                                                    doc_stride)
     return Features(input_ids, token_type_ids, attention_mask, offsets, example_index, cls_index,
                     start_positions, end_positions)
 
@@ -139,19 +146,70 @@ def _cls_index(input_ids: np.ndarray, tokenizer) -> np.ndarray:
     return np.where(is_cls.any(axis=1), is_cls.argmax(axis=1), 0).astype(np.int32)
 
 
-def _label_windows(examples: Examples, example_index, offsets, is_context, cls_index):
-    """Token start/end of the first gold answer per window, or CLS where it is not fully inside."""
+def _label_windows(examples: Examples, example_index, offsets, is_context, cls_index, doc_stride: int):
+    """Token start/end of the first gold answer per window: the smallest token span covering the answer's
+    characters (the tokens overlapping it; characters no token holds, like spaces or stripped accents,
+    count for nothing), in the windows that hold that whole span; CLS elsewhere and when unanswerable."""
+    n_rows, seq = offsets.shape[:2]
     has_answer = np.array([bool(t) for t in examples.answer_texts], dtype=bool)
     char_start = np.array([s[0] if s else -1 for s in examples.answer_starts], dtype=np.int64)
     char_end = char_start + np.array([len(t[0]) if t else 0 for t in examples.answer_texts])
     a_start, a_end = char_start[example_index, None], char_end[example_index, None]
-    positions = np.arange(offsets.shape[1])
-    # Last context token starting at or before the answer; first one ending at or after it.
-    start_tok = np.where(is_context & (offsets[..., 0] <= a_start), positions, -1).max(axis=1)
-    end_tok = np.where(is_context & (offsets[..., 1] >= a_end), positions, offsets.shape[1]).min(axis=1)
-    first_ctx = np.where(is_context, offsets[..., 0], np.iinfo(np.int32).max).min(axis=1)
-    last_ctx = np.where(is_context, offsets[..., 1], -1).max(axis=1)
-    inside = (has_answer[example_index] & (first_ctx <= a_start[:, 0]) & (last_ctx >= a_end[:, 0])
-              & (start_tok >= 0) & (end_tok < offsets.shape[1]) & (start_tok <= end_tok))
+    overlaps = (is_context & has_answer[example_index, None] & (offsets[..., 1] > a_start)
+                & (offsets[..., 0] < a_end) & (offsets[..., 1] > offsets[..., 0]))
+    positions = np.arange(seq)
+    start_tok = np.where(overlaps, positions, seq).min(axis=1)
+    end_tok = np.where(overlaps, positions, -1).max(axis=1)
+    # Index of each window's tokens in the example's whole context: window j starts j * (room - stride)
+    # tokens in, where room is the first window's context length. Offsets cannot tell tokens apart
+    # (the jamo of one Hangul syllable share its offsets) and a window may start inside a character.
+    rows = np.arange(n_rows)
+    first_row = np.searchsorted(example_index, example_index)  # windows of an example are consecutive
+    context_start = is_context.argmax(axis=1)
+    room = is_context.sum(axis=1)[first_row]
+    shift = (rows - first_row) * np.maximum(room - doc_stride, 1) - context_start
+    found = overlaps.any(axis=1)
+    first_global = np.where(found, start_tok + shift, np.iinfo(np.int64).max)
+    last_global = np.where(found, end_tok + shift, -1)
+    span_first = np.full(len(examples), np.iinfo(np.int64).max)
+    span_last = np.full(len(examples), -1)
+    np.minimum.at(span_first, example_index, first_global)
+    np.maximum.at(span_last, example_index, last_global)
+    inside = found & (first_global == span_first[example_index]) & (last_global == span_last[example_index])
     return (np.where(inside, start_tok, cls_index).astype(np.int32),
             np.where(inside, end_tok, cls_index).astype(np.int32))
+
+
+def checked_features(examples: Examples, tokenizer, *, training: bool, on_bad_record: str = "error",
+                     tokenize_fn=None, **window) -> tuple[Examples, Features]:
+    """`tokenize` plus the checks that need the tokenizer. A context without a single token (only
+    whitespace, control or combining characters) is a bad record: DataError, or with `on_bad_record=
+    "skip"` left out and added to `examples.skipped`. For training, answerable questions whose answer no
+    window holds whole are listed in `examples.unlabelled` (they train as "no answer"), and a training
+    set without one usable window is a DataError. `tokenize_fn` (default `tokenize`) may be a cached one."""
+    tokenize_fn = tokenize_fn or tokenize
+    features = tokenize_fn(examples, tokenizer, **window)
+    has_context = np.zeros(len(examples), dtype=bool)
+    np.logical_or.at(has_context, features.example_index, (features.offsets[..., 0] >= 0).any(axis=1))
+    if not has_context.all():
+        bad = [{"record": f"record {examples.ids[i]!r}", "id": examples.ids[i], "kind": "context_without_tokens",
+                "problem": "its context has no token for this tokenizer (only whitespace, control or combining "
+                           "characters); fix the record or remove it"} for i in np.flatnonzero(~has_context)]
+        if on_bad_record != "skip" or has_context.sum() == 0:
+            more = f" [{len(bad)} such records]" if len(bad) > 1 else ""
+            skip = ", or pass --on_bad_record skip" if on_bad_record != "skip" else ""
+            raise BadRecord(f"{examples.source}: {bad[0]['record']} has a context with no token for this tokenizer "
+                            f"(only whitespace, control or combining characters); fix or remove the record{skip}{more}",
+                            "context_without_tokens")
+        examples = dataclasses.replace(examples.select(np.flatnonzero(has_context)), skipped=examples.skipped + bad)
+        features = tokenize_fn(examples, tokenizer, **window)
+    if training:
+        labelled = np.zeros(len(examples), dtype=bool)
+        np.logical_or.at(labelled, features.example_index, features.start_positions != features.cls_index)
+        examples.unlabelled = [examples.ids[i] for i in np.flatnonzero(~labelled & ~examples.is_impossible)]
+        if len(examples.unlabelled) == len(examples):
+            raise DataError(
+                f"{examples.source}: no usable training window: no window holds the whole answer of any of the "
+                f"{len(examples)} questions (answers longer than a window's context room, or text the tokenizer "
+                "drops); raise --max_seq_length or check the answers")
+    return examples, features

@@ -8,6 +8,7 @@ import logging
 import os
 from pathlib import Path
 
+from jaxqa import atomic
 from jaxqa.errors import ConfigError
 
 log = logging.getLogger("jaxqa")
@@ -39,8 +40,8 @@ def dataset_files(config, out_dir: Path) -> dict[str, str]:
                               f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
                               "check the name and network, or pass local files") from None
         path = out_dir / "hub_data" / f"{split}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        dataset.to_json(str(path), force_ascii=False)
+        with atomic.replacing(path) as tmp:
+            dataset.to_json(str(tmp), force_ascii=False)
         files[SPLIT_FLAGS[split]] = str(path)
         log.info("--dataset_name %s: %s split, %d records -> %s", config.dataset_name, split, len(dataset), path)
     return files

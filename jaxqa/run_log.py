@@ -11,6 +11,8 @@ import json
 import logging
 from pathlib import Path
 
+from jaxqa import atomic
+
 log = logging.getLogger("jaxqa")
 
 TENSORBOARD_SUBDIR = "tensorboard"
@@ -28,8 +30,8 @@ class RunLog:
         kept = []
         if start_step and self.path.exists():
             kept = [line for line in self.path.read_text(encoding="utf-8").splitlines(keepends=True)
-                    if line.strip() and json.loads(line).get("step", 0) <= start_step]
-        self.path.write_text("".join(kept), encoding="utf-8")
+                    if (record := _parse(line)) and record.get("step", 0) <= start_step]
+        atomic.write_text(self.path, "".join(kept))
         self.file = open(self.path, "a", encoding="utf-8")
         try:
             from tensorboardX import SummaryWriter
@@ -69,9 +71,17 @@ class RunLog:
             self.tensorboard.close()
 
 
+def _parse(line: str) -> dict | None:
+    """A record of the log, or None for a blank line or the torn last line of a killed run."""
+    try:
+        return json.loads(line) if line.strip() else None
+    except json.JSONDecodeError:
+        return None
+
+
 def read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
     """(train records, eval records) of a metrics.jsonl."""
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = [r for line in path.read_text(encoding="utf-8").splitlines() if (r := _parse(line))]
     return [r for r in records if "loss" in r], [r for r in records if "eval" in r]
 
 
@@ -103,6 +113,7 @@ def plot_curves(out_dir: Path) -> Path | None:
     loss_axis.set_title(f"jaxqa: {out_dir.name}")
     fig.tight_layout()
     path = out_dir / "training_curves.png"
-    fig.savefig(path)
+    with atomic.replacing(path) as tmp:
+        fig.savefig(tmp, format="png")
     plt.close(fig)
     return path

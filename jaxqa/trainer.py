@@ -11,7 +11,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import queue
 import signal
 import threading
@@ -23,12 +22,24 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import jaxqa
-from jaxqa import batching, checkpoint, compilation, decode, feature_cache, hub, metrics, sharding, throughput, weights
+from jaxqa import (
+    atomic,
+    batching,
+    checkpoint,
+    compilation,
+    decode,
+    feature_cache,
+    hub,
+    metrics,
+    sharding,
+    throughput,
+    weights,
+)
 from jaxqa.answer import QuestionAnswerer, scatter_logits
 from jaxqa.config import RunConfig
-from jaxqa.data import Examples, load_examples
+from jaxqa.data import REPORT_IDS, Examples, describe, file_report, load_examples
 from jaxqa.errors import ConfigError, Interrupted, TrainingError
-from jaxqa.features import Features, check_window, load_tokenizer
+from jaxqa.features import Features, check_window, checked_features, load_tokenizer
 from jaxqa.run_log import RunLog, plot_curves
 from jaxqa.train_state import TrainState, create_train_state, eval_step, train_step
 
@@ -52,15 +63,13 @@ def select_devices(accelerator: str) -> list:
 def write_text(path: Path, text: str) -> None:
     """Write then rename, so a reader never sees a half-written file. Process 0 only: in a
     multi-host run every process computes the same outputs."""
-    if not sharding.is_main_process():
-        return
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    if sharding.is_main_process():
+        atomic.write_text(path, text)
 
 
 def write_json(path: Path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    if sharding.is_main_process():
+        atomic.write_json(path, obj)
 
 
 def prefetch(items, size: int = 2):
@@ -170,16 +179,20 @@ class Trainer:
         self.eval_batch = config.per_device_eval_batch_size * sharding.batch_size_multiplier(self.mesh)
         self.train_examples = self.eval_examples = self.predict_examples = None
         self.skipped: list[dict] = []
+        self.data_report: dict[str, dict] = {}  # per file: examples, skipped records by kind (data_report.json)
         # Load and tokenise every file before compiling anything: bad data fails in seconds.
         if config.do_train:
-            self.train_examples, self.train_features = self._load(config.train_file, config.max_train_samples)
+            self.train_examples, self.train_features = self._load(config.train_file, config.max_train_samples,
+                                                                  training=True)
         if config.do_eval:
             self.eval_examples, self.eval_features = self._load(config.validation_file, config.max_eval_samples)
         if config.do_predict:
             self.predict_examples, self.predict_features = self._load(config.test_file, config.max_predict_samples,
                                                                       require_answers=False)
-        if self.skipped:
+        if self.skipped or any(r["problems"] or "answers_in_no_window" in r for r in self.data_report.values()):
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.out_dir / "data_report.json", self.data_report)
+        if self.skipped:
             write_text(self.out_dir / "skipped_records.jsonl",
                        "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in self.skipped))
         self.total_steps = self._total_steps() if config.do_train else 1
@@ -284,21 +297,31 @@ class Trainer:
                               f"features, this one {len(self.train_features)} (the training data or tokenizer "
                               "changed); use the same data, or --overwrite_output_dir to start afresh")
 
-    def _load(self, path: str, limit: int | None, require_answers: bool = True) -> tuple[Examples, Features]:
+    def _load(self, path: str, limit: int | None, require_answers: bool = True,
+              training: bool = False) -> tuple[Examples, Features]:
         t0 = time.perf_counter()
-        examples = load_examples(path, require_answers=require_answers, on_bad_record=self.config.on_bad_record)
-        if examples.skipped:
-            self.skipped += [{"file": path, **s} for s in examples.skipped]
-            log.warning("%s: skipped %d bad record(s) (listed in %s), e.g. %s", path, len(examples.skipped),
-                        self.out_dir / "skipped_records.jsonl", examples.skipped[0]["problem"])
+        c = self.config
+        examples = load_examples(path, require_answers=require_answers, on_bad_record=c.on_bad_record)
         if limit is not None:
             examples = examples.select(range(min(limit, len(examples))))
-        c = self.config
-        features, cached = feature_cache.cached_tokenize(
-            examples, self.tokenizer, feature_cache.cache_dir_for(c), overwrite=c.overwrite_cache,
-            max_seq_length=c.max_seq_length, doc_stride=c.doc_stride, max_query_length=c.max_query_length)
-        log.info("%s: %d examples -> %d features (%.1fs%s)", path, len(examples), len(features),
-                 time.perf_counter() - t0, ", from the feature cache" if cached else "")
+        cache_dir = feature_cache.cache_dir_for(c)
+        examples, features = checked_features(
+            examples, self.tokenizer, training=training, on_bad_record=c.on_bad_record,
+            max_seq_length=c.max_seq_length, doc_stride=c.doc_stride, max_query_length=c.max_query_length,
+            tokenize_fn=lambda ex, tok, **window: feature_cache.cached_tokenize(
+                ex, tok, cache_dir, overwrite=c.overwrite_cache, **window)[0])
+        self.data_report[path] = report = file_report(examples)
+        if examples.skipped:
+            self.skipped += [{"file": path, **s} for s in examples.skipped]
+            log.warning("%s: skipped %d bad record(s): %s (listed in %s), e.g. %s", path, len(examples.skipped),
+                        describe(report["problems"]), self.out_dir / "skipped_records.jsonl",
+                        examples.skipped[0]["problem"])
+        if examples.unlabelled:
+            log.warning("%s: %d answer(s) lie in no window whole and train as 'no answer' (e.g. %s); a larger "
+                        "--max_seq_length would hold them", path, len(examples.unlabelled),
+                        ", ".join(examples.unlabelled[:REPORT_IDS]))
+        log.info("%s: %d examples -> %d features (%.1fs)", path, len(examples), len(features),
+                 time.perf_counter() - t0)
         return examples, features
 
     def _total_steps(self) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import pickle
 import re
 import zipfile
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxqa import atomic
 from jaxqa.errors import ModelError
 from jaxqa.models.encoder import EncoderConfig
 from jaxqa.models.families import ROLES
@@ -281,15 +281,15 @@ def params_to_checkpoint(params: dict, cfg: EncoderConfig) -> dict[str, np.ndarr
 
 def save_pretrained(params: dict, cfg: EncoderConfig, out_dir: str | Path, tokenizer=None) -> Path:
     """Write config.json + model.safetensors (+ tokenizer files) that `transformers` loads as the
-    family's `*ForQuestionAnswering` (e.g. `RobertaForQuestionAnswering`) and jaxqa loads back exactly."""
+    family's `*ForQuestionAnswering` (e.g. `RobertaForQuestionAnswering`) and jaxqa loads back exactly.
+    The directory appears whole or not at all: a killed export never leaves a half model that looks complete."""
     from safetensors.numpy import save_file
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     config = {**cfg.to_dict(), "architectures": [cfg.family.architecture], "position_embedding_type": "absolute"}
-    save_file(params_to_checkpoint(params, cfg), str(out_dir / "model.safetensors.tmp"), metadata={"format": "pt"})
-    os.replace(out_dir / "model.safetensors.tmp", out_dir / "model.safetensors")
-    (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    if tokenizer is not None:
-        tokenizer.save_pretrained(str(out_dir))
+    with atomic.replacing_dir(out_dir) as tmp:
+        save_file(params_to_checkpoint(params, cfg), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
     return out_dir

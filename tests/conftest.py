@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -98,3 +102,108 @@ def tiny_family_dir(tmp_path_factory, family_tokenizers):
         return made[family]
 
     return get
+
+
+# The reference training run of the checkpoint and fault-injection tests, and helpers to start, stop,
+# resume and compare it.
+SAVE_STEPS, TOTAL_STEPS = 10, 23  # 120 questions: 9 steps of 16 per epoch (length buckets)
+
+
+def train_command(model_dir, data_dir, out: Path, *extra) -> list[str]:
+    """A run of 23 steps with dropout over 2.5 epochs: step 10 is early in the second epoch."""
+    args = ["--model_name_or_path", model_dir, "--train_file", data_dir / "squad_v1.1/train.json",
+            "--max_train_samples", 120, "--do_train", "--max_seq_length", 256, "--doc_stride", 128,
+            "--per_device_train_batch_size", 16, "--num_train_epochs", 2.5, "--learning_rate", 3e-4,
+            "--warmup_ratio", 0.2, "--weight_decay", 0.01, "--seed", 7, "--logging_steps", 1,
+            "--save_steps", SAVE_STEPS, "--output_dir", out, "--accelerator", "cpu", *extra]
+    return [sys.executable, str(ROOT / "run_qa.py"), *map(str, args)]
+
+
+def logged_losses(out: Path) -> dict[int, float]:
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if "loss" in r}
+
+
+def final_weights(out: Path) -> dict[str, np.ndarray]:
+    from jaxqa.weights import read_checkpoint
+
+    return read_checkpoint(out / "model")
+
+
+def start_run(cmd) -> subprocess.Popen:
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "TQDM_DISABLE": "1"})
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended (rc {proc.returncode}) before the test could stop it: "
+                        f"{proc.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("timed out waiting for the run")
+        time.sleep(0.005)
+
+
+@pytest.fixture(scope="session")
+def straight_run(tmp_path_factory, tiny_bert_dir, data_dir) -> Path:
+    """The reference run, never interrupted."""
+    out = tmp_path_factory.mktemp("straight")
+    proc = subprocess.run(train_command(tiny_bert_dir, data_dir, out), capture_output=True, text=True, cwd=ROOT,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert max(logged_losses(out)) == TOTAL_STEPS
+    return out
+
+
+def resume_run(tiny_bert_dir, data_dir, out: Path, *extra) -> subprocess.CompletedProcess:
+    proc = subprocess.run(train_command(tiny_bert_dir, data_dir, out, *extra, "--resume_from_checkpoint", "auto"),
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def assert_same_run(out: Path, straight: Path) -> None:
+    """Every logged loss and every final parameter bitwise equal to the reference run's."""
+    expected, got = logged_losses(straight), logged_losses(out)
+    assert sorted(got) == list(range(1, TOTAL_STEPS + 1))
+    assert got == expected  # every step's loss, exactly (JSON floats round-trip)
+    reference = final_weights(straight)
+    for name, value in final_weights(out).items():
+        np.testing.assert_array_equal(value, reference[name], err_msg=name)
+
+
+def newest_checkpoint(out: Path) -> int:
+    """Step of the newest finished checkpoint in `out` (Orbax renames a save into place when done), or 0."""
+    steps = [int(p.name) for p in (out / "checkpoints").glob("*") if p.name.isdigit()]
+    return max(steps, default=0)
+
+
+def assert_outputs_whole(out: Path) -> list[str]:
+    """Every visible file of `out` is complete (checkpoints and TensorBoard events aside: Orbax and the
+    event writer keep their own); the model directory is absent or whole. Returns the files checked."""
+    from safetensors.numpy import load_file
+
+    checked = []
+    for path in sorted(out.rglob("*")):
+        rel = path.relative_to(out)
+        if not path.is_file() or rel.parts[0] in ("checkpoints", "tensorboard") or \
+                any(part.startswith(".") for part in rel.parts):
+            continue
+        data = path.read_bytes()
+        if path.suffix == ".json":
+            json.loads(data)
+        elif path.suffix == ".jsonl":
+            [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+        elif path.suffix == ".png":
+            assert data.startswith(b"\x89PNG") and data.endswith(b"IEND\xaeB`\x82"), rel
+        elif path.suffix == ".safetensors":
+            assert load_file(path), rel
+        checked.append(str(rel))
+    model = out / "model"
+    if model.exists():
+        names = {p.name for p in model.iterdir()}
+        assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= names, names
+    return checked

@@ -9,117 +9,59 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-import pytest
-from conftest import ROOT
-
-SAVE_STEPS, TOTAL_STEPS = 10, 23  # 120 questions -> 141 windows: 9 steps of 16 per epoch
-
-
-def _command(model_dir, data_dir, out: Path, *extra) -> list[str]:
-    """A run of 23 steps with dropout over 2.5 epochs: step 10 is early in the second epoch."""
-    args = ["--model_name_or_path", model_dir, "--train_file", data_dir / "squad_v1.1/train.json",
-            "--max_train_samples", 120, "--do_train", "--max_seq_length", 256, "--doc_stride", 128,
-            "--per_device_train_batch_size", 16, "--num_train_epochs", 2.5, "--learning_rate", 3e-4,
-            "--warmup_ratio", 0.2, "--weight_decay", 0.01, "--seed", 7, "--logging_steps", 1,
-            "--save_steps", SAVE_STEPS, "--output_dir", out, "--accelerator", "cpu", *extra]
-    return [sys.executable, str(ROOT / "run_qa.py"), *map(str, args)]
-
-
-def _losses(out: Path) -> dict[int, float]:
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return {r["step"]: r["loss"] for r in records if "loss" in r}
-
-
-def _weights(out: Path) -> dict[str, np.ndarray]:
-    from jaxqa.weights import read_checkpoint
-
-    return read_checkpoint(out / "model")
-
-
-def _start(cmd) -> subprocess.Popen:
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            env={**os.environ, "TQDM_DISABLE": "1"})
-
-
-def _wait_for(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            pytest.fail(f"the run ended (rc {proc.returncode}) before the test could stop it: "
-                        f"{proc.stderr.read()[-2000:]}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("timed out waiting for the run")
-        time.sleep(0.005)
-
-
-@pytest.fixture(scope="module")
-def straight_run(tmp_path_factory, tiny_bert_dir, data_dir) -> Path:
-    out = tmp_path_factory.mktemp("straight")
-    proc = subprocess.run(_command(tiny_bert_dir, data_dir, out), capture_output=True, text=True, cwd=ROOT,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert max(_losses(out)) == TOTAL_STEPS
-    return out
-
-
-def _resume(tiny_bert_dir, data_dir, out: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run(_command(tiny_bert_dir, data_dir, out, "--resume_from_checkpoint", "auto"),
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
-
-
-def _assert_same_run(out: Path, straight: Path) -> None:
-    expected, got = _losses(straight), _losses(out)
-    assert sorted(got) == list(range(1, TOTAL_STEPS + 1))
-    assert got == expected  # every step's loss, exactly (JSON floats round-trip)
-    reference = _weights(straight)
-    for name, value in _weights(out).items():
-        np.testing.assert_array_equal(value, reference[name], err_msg=name)
+from conftest import (
+    ROOT,
+    SAVE_STEPS,
+    TOTAL_STEPS,
+    assert_same_run,
+    logged_losses,
+    resume_run,
+    start_run,
+    train_command,
+    wait_for,
+)
 
 
 def test_sigkill_then_resume_is_bitwise_the_same_run(tmp_path, straight_run, tiny_bert_dir, data_dir):
     out = tmp_path / "killed"
-    proc = _start(_command(tiny_bert_dir, data_dir, out))
-    _wait_for(lambda: (out / f"checkpoints/{SAVE_STEPS}").is_dir(), proc)
+    proc = start_run(train_command(tiny_bert_dir, data_dir, out))
+    wait_for(lambda: (out / f"checkpoints/{SAVE_STEPS}").is_dir(), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    logged = max(_losses(out))
+    logged = max(logged_losses(out))
     assert SAVE_STEPS <= logged < TOTAL_STEPS and not (out / "model").exists()
 
     # Without --resume_from_checkpoint the directory is protected.
-    proc = subprocess.run(_command(tiny_bert_dir, data_dir, out), capture_output=True, text=True, cwd=ROOT,
+    proc = subprocess.run(train_command(tiny_bert_dir, data_dir, out), capture_output=True, text=True, cwd=ROOT,
                           timeout=300)
     assert proc.returncode == 2
     assert f"already holds checkpoints of a run (newest: step {SAVE_STEPS}); pass --resume_from_checkpoint auto" \
         in proc.stderr.splitlines()[-1]
 
-    resumed = _resume(tiny_bert_dir, data_dir, out)
+    resumed = resume_run(tiny_bert_dir, data_dir, out)
     assert f"step {SAVE_STEPS} of {TOTAL_STEPS}" in resumed.stderr
-    _assert_same_run(out, straight_run)
+    assert_same_run(out, straight_run)
 
 
 def test_sigterm_saves_exits_cleanly_and_resumes(tmp_path, straight_run, tiny_bert_dir, data_dir):
     out = tmp_path / "preempted"
-    proc = _start(_command(tiny_bert_dir, data_dir, out))
-    _wait_for(lambda: (out / "metrics.jsonl").exists() and len(_losses(out)) >= 3, proc)
+    proc = start_run(train_command(tiny_bert_dir, data_dir, out))
+    wait_for(lambda: (out / "metrics.jsonl").exists() and len(logged_losses(out)) >= 3, proc)
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0 and time.monotonic() - sent < 10, stderr[-2000:]
-    last = max(_losses(out))
+    last = max(logged_losses(out))
     assert last < TOTAL_STEPS
     assert f"jaxqa: stopped by SIGTERM at step {last}/{TOTAL_STEPS}; checkpoint saved in " in stderr
     assert "--resume_from_checkpoint auto" in stderr.splitlines()[-1]
     assert (out / f"checkpoints/{last}").is_dir()
 
-    resumed = _resume(tiny_bert_dir, data_dir, out)
+    resumed = resume_run(tiny_bert_dir, data_dir, out)
     assert f"step {last} of {TOTAL_STEPS}" in resumed.stderr
-    _assert_same_run(out, straight_run)
+    assert_same_run(out, straight_run)
 
 
 def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, tiny_bert_dir, caplog):
@@ -162,7 +104,7 @@ def test_keeps_the_newest_plus_the_best(tmp_path, tiny_bert_dir):
 
 def test_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tiny_bert_dir, data_dir):
     out = tmp_path / "diverged"
-    cmd = _command(tiny_bert_dir, data_dir, out)
+    cmd = train_command(tiny_bert_dir, data_dir, out)
     cmd[cmd.index("--learning_rate") + 1] = "1e30"
     cmd[cmd.index("--save_steps") + 1] = "1"
     cmd[cmd.index("--logging_steps") + 1] = "5"

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 from conftest import ROOT, write_json
 
-from jaxqa.data import load_examples
+from jaxqa.data import load_examples, problem_report
 from jaxqa.errors import DataError
+from jaxqa.features import checked_features
 
 RECORD = {"id": "q1", "question": "Who won?", "context": "The Broncos won the game.",
           "answers": {"text": ["The Broncos"], "answer_start": [0]}}
@@ -93,3 +95,122 @@ def test_cli_model_dir_without_weights(tmp_path, tiny_bert_dir, data_dir):
     assert proc.stderr.strip().splitlines()[-1] == (
         f"jaxqa: error: {model}: no model weights found (looked for model.safetensors, pytorch_model.bin); "
         "point --model_name_or_path at a directory that holds the checkpoint")
+
+
+# tests/data/bad: one hand-written malformed file per problem. Each maps to the whole one-line error
+# (after "FILE: ") in the default mode and, with --on_bad_record skip, to how many records are left out
+# by kind, or to the error that still stops the load (problems with the file itself, nothing usable).
+SKIP_HINT = r"; fix answer_start, or pass --on_bad_record skip to leave such records out"
+NEEDS_STRING = r"; every record needs a non-empty string '{0}' \(fix the record or remove it\)"
+BAD_FILES = {
+    "all_records_bad.json": (
+        r"record 'b1' \(record #0\): answer_start 0 of answer 'Somebody' is out of range for its 7-character context "
+        r"\(the text does not occur in the context at all\)" + SKIP_HINT
+        + r" \[2 bad records in this file: 1 answer_out_of_range \(b1\), 1 wrong_type \(b2\)\]",
+        r"no examples found \(2 bad records skipped: 1 answer_out_of_range \(b1\), 1 wrong_type \(b2\)\); the file "
+        r"holds no usable questions"),
+    "answer_count_mismatch.json": (
+        r"record 'b1' \(record #1\) has 2 answer texts but 1 answer_start values; give one answer_start per answer text",
+        {"answer_count_mismatch": 1}),
+    "answer_item_not_an_object.json": (
+        r"record 'b1' \(record #1\) has an answers\[0\] that is a string, not an object; "
+        r"write \{\"text\": \.\.\., \"answer_start\": \.\.\.\}", {"wrong_type": 1}),
+    "answer_longer_than_window.json": (
+        r"no usable training window: no window holds the whole answer of any of the 1 questions \(answers longer than a "
+        r"window's context room, or text the tokenizer drops\); raise --max_seq_length or check the answers", "same"),
+    "answer_not_in_context.json": (
+        r"record 'b1' \(record #1\): answer_start 4 does not match answer 'Patriots' \(the context has 'Panthers' there; "
+        r"the text does not occur in the context at all\)" + SKIP_HINT, {"answer_mismatch": 1}),
+    "answer_start_is_string.json": (
+        r"record 'b1' \(record #1\) has a string \('4'\) as the answer_start of answer 0; it must be an integer character "
+        r"offset \(the text occurs at offset 4\)", {"wrong_type": 1}),
+    "answer_start_out_of_range.json": (
+        r"record 'b1' \(record #1\): answer_start 500 of answer 'Panthers' is out of range for its 18-character context "
+        r"\(the text occurs at offset 4\)" + SKIP_HINT
+        + r" \[2 bad records in this file: 2 answer_out_of_range \(b1, b2\)\]", {"answer_out_of_range": 2}),
+    "answer_text_not_a_list.json": (
+        r"record 'b1' \(record #1\) has an 'answers.text' that is a string, not a list; write \"text\": \[\.\.\.\] with "
+        r"one entry per answer", {"wrong_type": 1}),
+    "context_without_tokens.json": (
+        r"record 'b1' has a context with no token for this tokenizer \(only whitespace, control or combining "
+        r"characters\); fix or remove the record, or pass --on_bad_record skip", {"context_without_tokens": 1}),
+    "duplicate_ids.json": (
+        r"record 'b1' \(record #2\) repeats id 'b1' \(first seen in record 'b1' \(record #1\)\); ids must be unique "
+        r"\[2 bad records in this file: 2 duplicate_id \(b1, ok1\)\]", {"duplicate_id": 2}),
+    "empty_answer_text.json": (
+        r"record 'b1' \(record #1\) has an empty answer text \(answer 0\); give the answer's text, or mark the question "
+        r"'is_impossible': true", {"empty_field": 1}),
+    "empty_context.json": (r"record 'b1' \(record #1\) has an empty 'context'" + NEEDS_STRING.format("context"),
+                           {"empty_field": 1}),
+    "empty_file.json": (r"the file is empty; it must hold SQuAD-format JSON", "same"),
+    "empty_question.json": (r"record 'b1' \(record #1\) has an empty 'question'" + NEEDS_STRING.format("question"),
+                            {"empty_field": 1}),
+    "id_is_number.json": (r"record 7 \(record #1\) has a number \(7\) as 'id'" + NEEDS_STRING.format("id"),
+                          {"wrong_type": 1}),
+    "invalid_json.json": (r"invalid JSON at line 3 column 1 \(Expecting property name enclosed in double quotes\); "
+                          r"fix the file or re-export it", "same"),
+    "is_impossible_string.json": (r"record 'b1' \(record #1\) has 'is_impossible': 'false'; it must be true or false",
+                                  {"wrong_type": 1}),
+    "latin1.json": (r"not UTF-8 text: byte 46 \(line 1\) is 0xe9; re-encode the file as UTF-8, e.g. iconv -f latin1 "
+                    r"-t utf-8 \(if it is Latin-1\)", "same"),
+    "missing_context.json": (r"record 'b1' \(record #1\) has no 'context'" + NEEDS_STRING.format("context"),
+                             {"missing_field": 1}),
+    "nested_offset_and_no_answers.json": (
+        r"record 'b1' \(data\[0\]\.paragraphs\[0\]\.qas\[1\]\): answer_start 30 does not match answer 'Broncos' \(the "
+        r"context has ' the Br' there; the text occurs at offset 35\)" + SKIP_HINT
+        + r" \[2 bad records in this file: 1 answer_mismatch \(b1\), 1 no_answers \(b2\)\]",
+        {"answer_mismatch": 1, "no_answers": 1}),
+    "paragraphs_not_a_list.json": (r"data\[0\]\.paragraphs is a string, expected a list of \{context, qas\} objects",
+                                   "same"),
+    "question_is_number.json": (r"record 'b1' \(record #1\) has a number \(42\) as 'question'"
+                                + NEEDS_STRING.format("question"), {"wrong_type": 1}),
+    "torn_json_lines.jsonl": (r"invalid JSON at line 2 column 50 \(Unterminated string starting at\); each line of "
+                              r"a JSON-lines file must be one record", "same"),
+    "utf16.json": (r"UTF-16 text \(it starts with a UTF-16 byte-order mark\); re-encode the file as UTF-8, e.g. iconv "
+                   r"-f utf-16 -t utf-8", "same"),
+}
+BAD_DIR = ROOT / "tests/data/bad"
+
+
+def _load_for_training(path, minilm_tokenizer, on_bad_record):
+    """What the trainer does to a training file: load, then tokenize and check the windows."""
+    examples = load_examples(path, on_bad_record=on_bad_record)
+    return checked_features(examples, minilm_tokenizer, training=True, on_bad_record=on_bad_record,
+                            max_seq_length=64, doc_stride=16, max_query_length=16)
+
+
+def test_bad_corpus_is_complete():
+    assert sorted(p.name for p in BAD_DIR.iterdir()) == sorted(BAD_FILES) and len(BAD_FILES) >= 15
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_bad_file_error_and_skip_count(name, minilm_tokenizer):
+    path = BAD_DIR / name
+    error, skipped = BAD_FILES[name]
+    with pytest.raises(DataError) as err:
+        _load_for_training(path, minilm_tokenizer, "error")
+    assert re.fullmatch(f"{re.escape(str(path))}: {error}", str(err.value)), str(err.value)
+    if isinstance(skipped, dict):
+        examples, features = _load_for_training(path, minilm_tokenizer, "skip")
+        assert problem_report(examples.skipped) == {
+            kind: {"count": n, "ids": [s["id"] for s in examples.skipped if s["kind"] == kind]}
+            for kind, n in skipped.items()}
+        kept = ["ok1", "b1"] if name == "duplicate_ids.json" else ["ok1"]  # the first of duplicates stays
+        assert examples.ids == kept and len(features) == len(kept)
+        assert all(s["problem"] and s["record"] for s in examples.skipped)
+    else:
+        with pytest.raises(DataError) as err:
+            _load_for_training(path, minilm_tokenizer, "skip")
+        expected = error if skipped == "same" else skipped
+        assert re.fullmatch(f"{re.escape(str(path))}: {expected}", str(err.value)), str(err.value)
+
+
+def test_question_room_and_stride_are_checked_before_tokenising(minilm_tokenizer):
+    from jaxqa.errors import ConfigError
+    from jaxqa.features import check_window
+
+    with pytest.raises(ConfigError, match=r"^--max_query_length 64 leaves no room for context: a window of "
+                       r"--max_seq_length 64 holds \[CLS\] question \[SEP\] context \[SEP\]; make max_query_length "
+                       r"smaller than 45$"):
+        check_window(64, 16, 64, minilm_tokenizer)
+    check_window(64, 16, 44, minilm_tokenizer)  # 17 context tokens per window, advancing by 1
