@@ -81,7 +81,7 @@ def check_window(max_seq_length: int, doc_stride: int, max_query_length: int, to
     context_room = max_seq_length - max_query_length - special
     if context_room <= 0:
         raise ConfigError(f"--max_query_length {max_query_length} leaves no room for context: a window of "
-                          f"--max_seq_length {max_seq_length} holds the special tokens, the question and the context; "
+                          f"--max_seq_length {max_seq_length} holds {special} special tokens, the question and the context; "
                           f"make max_query_length smaller than {max_seq_length - special - doc_stride}")
     if context_room <= doc_stride:
         raise ConfigError(

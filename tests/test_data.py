@@ -210,7 +210,7 @@ def test_question_room_and_stride_are_checked_before_tokenising(minilm_tokenizer
     from jaxqa.features import check_window
 
     with pytest.raises(ConfigError, match=r"^--max_query_length 64 leaves no room for context: a window of "
-                       r"--max_seq_length 64 holds \[CLS\] question \[SEP\] context \[SEP\]; make max_query_length "
+                       r"--max_seq_length 64 holds 3 special tokens, the question and the context; make max_query_length "
                        r"smaller than 45$"):
         check_window(64, 16, 64, minilm_tokenizer)
     check_window(64, 16, 44, minilm_tokenizer)  # 17 context tokens per window, advancing by 1
