@@ -243,3 +243,14 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
     jax.config.update("jax_cpu_collectives_implementation", "gloo")  # CPU-only runs need a collective backend
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
     return True
+
+
+def wait_for_all_processes(name: str, timeout_s: int = 3600) -> None:
+    """A barrier through the coordination service, not a device collective: processes that finished
+    compiling (or read their programs from the cache) wait here for slower ones, so the first train
+    step's collectives do not hit gloo's 30 s rendezvous deadline."""
+    if jax.process_count() == 1:
+        return
+    from jax._src import distributed
+
+    distributed.global_state.client.wait_at_barrier(f"jaxqa_{name}", timeout_in_ms=timeout_s * 1000)

@@ -230,7 +230,7 @@ class Trainer:
             compiled, report = compilation.compile_all(self._train_step, abstract_state,
                                                        self._abstract_batches(seq_lens))
         self.train_steps.update(compiled)
-        device = self.mesh.devices.flat[0]
+        device = self.local_device
         report.update(seq_lens=list(compiled), memory=compilation.memory_needed(compiled[max(compiled)]),
                       capacity_bytes=compilation.device_capacity(device))
         log.info("compiled the train step for %d batch shape(s) in %.1fs (persistent cache: %d hit(s), %d miss(es)); "
@@ -238,6 +238,7 @@ class Trainer:
                  report["cache_misses"], compilation.format_memory(report["memory"], report["capacity_bytes"]))
         compilation.check_fits(report["memory"], report["capacity_bytes"],
                                f"a train step of {self.train_batch} x {max(compiled)} tokens")
+        sharding.wait_for_all_processes("compiled")
         return report
 
     def _open_checkpoints(self) -> checkpoint.Checkpointer:
@@ -351,7 +352,7 @@ class Trainer:
         step = int(self.state.step)
         if not self.train_steps:
             self.compile_train_steps()
-        peak, source = throughput.device_peak(self.mesh.devices.flat[0], c.dtype)
+        peak, source = throughput.device_peak(self.local_device, c.dtype)
         if peak:
             log.info("utilisation (mfu) against %.1f TFLOP/s per device (%s)", peak / 1e12, source)
         self.run_log = run_log = RunLog(self.out_dir, step, enabled=sharding.is_main_process())
@@ -428,6 +429,11 @@ class Trainer:
             if item is None:
                 return
             yield item
+
+    @property
+    def local_device(self):
+        """This process's first device on the mesh (on other hosts' devices nothing can be queried)."""
+        return next(d for d in self.mesh.devices.flat if d.process_index == jax.process_index())
 
     @property
     def state_step(self) -> int:
