@@ -446,6 +446,8 @@ class Trainer:
             return None
         self.run_log.close()
         self.run_log = None
+        if not sharding.is_main_process():  # process 0 writes the run's files; two writers would race
+            return None
         write_json(self.out_dir / "goodput.json", self.goodput.summary())
         log.info("%s", self.goodput.table())
         return plot_curves(self.out_dir)
