@@ -9,6 +9,7 @@ are percentages.
 from __future__ import annotations
 
 import collections
+import itertools
 import re
 import string
 import unicodedata
@@ -42,13 +43,97 @@ def token_f1(prediction: str, gold: str) -> float:
 
 def squad_v1(predictions: dict[str, str], gold_answers: dict[str, list[str]]) -> dict[str, float]:
     """{'exact_match', 'f1'} over every question in `gold_answers`; a missing prediction scores 0."""
-    em = f1 = 0.0
-    for qid, golds in gold_answers.items():
-        prediction, golds = predictions.get(qid, ""), golds or [""]
-        em += max(exact_match(prediction, g) for g in golds)
-        f1 += max(token_f1(prediction, g) for g in golds)
+    exact, f1 = best_over_golds([predictions.get(q, "") for q in gold_answers],
+                                [golds or [""] for golds in gold_answers.values()])
     n = max(len(gold_answers), 1)
-    return {"exact_match": 100.0 * em / n, "f1": 100.0 * f1 / n}
+    return {"exact_match": 100.0 * exact.sum() / n, "f1": 100.0 * f1.sum() / n}
+
+
+# --- the same scores for a whole eval set at once ----------------------------------------------
+# normalize_answer/exact_match/token_f1 define the metric one pair at a time; the official scripts
+# loop over them, which costs more than decoding a whole eval set. Below, every answer is normalised
+# in one pass over one joined string and token F1 is counted with integer token ids in NumPy; the
+# tests hold it equal to the per-pair definitions.
+
+_SEPARATOR = "\x00"  # joins the answers: neither a word character nor whitespace, like a string end
+_DROP_PUNCTUATION = str.maketrans("", "", string.punctuation)
+_SKIPPED_TOKENS = (_SEPARATOR, "a", "an", "the")  # ids 0-3
+_ODD_CONTROL = str.maketrans("", "", "".join(map(chr, [*range(1, 9), *range(14, 28), 127])))
+
+
+def _normalized_tokens(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids of every normalised text, flat (articles dropped), and each text's token count."""
+    joined = _SEPARATOR.join(texts).lower().translate(_DROP_PUNCTUATION)
+    # In ASCII text without odd control characters a regex word boundary falls exactly where
+    # str.split() cuts, so an article is a whole token; elsewhere the regex decides.
+    tokens_are_words = joined.isascii() and len(joined.translate(_ODD_CONTROL)) == len(joined)
+    if not tokens_are_words:
+        joined = _ARTICLES.sub(" ", joined)
+    # One split of everything; the separator stays as a token that marks where each text ends.
+    tokens = joined.replace(_SEPARATOR, f" {_SEPARATOR} ").split()
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(itertools.chain(_SKIPPED_TOKENS, tokens)))}
+    ids = np.fromiter(map(vocab.__getitem__, tokens), np.int64, len(tokens))
+    owner = np.cumsum(ids == 0)  # id 0 is the separator
+    kept = ids >= len(_SKIPPED_TOKENS)
+    return ids[kept], np.bincount(owner[kept], minlength=len(texts))
+
+
+def pair_scores(predictions: list[str], golds: list[str], question_of_gold: np.ndarray):
+    """Exact match and token F1 of every gold answer against its question's prediction, as
+    exact_match()/token_f1() define them, for all pairs at once (float64 arrays), and the
+    normalised token count of each gold."""
+    if any(_SEPARATOR in text for text in itertools.chain(predictions, golds)):  # one pair at a time
+        pairs = [(predictions[q], g) for q, g in zip(question_of_gold, golds)]
+        return (np.array([exact_match(p, g) for p, g in pairs]), np.array([token_f1(p, g) for p, g in pairs]),
+                np.array([len(normalize_answer(g).split()) for g in golds], dtype=np.int64))
+    ids, lengths = _normalized_tokens(predictions + golds)
+    n_pred_tokens = lengths[:len(predictions)].sum()
+    pred_ids, pred_len = ids[:n_pred_tokens], lengths[:len(predictions)]
+    gold_ids, gold_len = ids[n_pred_tokens:], lengths[len(predictions):]
+    v = int(ids.max(initial=0)) + 1
+    # common[j] = sum over gold j's distinct tokens t of min(count of t in gold j, count in its prediction)
+    pred_keys = np.sort(np.repeat(np.arange(len(predictions)), pred_len) * v + pred_ids)
+    gold_of_token = np.repeat(np.arange(len(golds)), gold_len)
+    gold_keys, gold_counts = np.unique(gold_of_token * v + gold_ids, return_counts=True)
+    gold_j, token = np.divmod(gold_keys, v)
+    lookup = question_of_gold[gold_j] * v + token
+    in_pred = np.searchsorted(pred_keys, lookup, side="right") - np.searchsorted(pred_keys, lookup, side="left")
+    common = np.bincount(gold_j, np.minimum(in_pred, gold_counts), minlength=len(golds))
+    p_len = pred_len[question_of_gold].astype(np.float64)
+    g_len = gold_len.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision, recall = common / p_len, common / g_len
+        f1 = np.where(common > 0, (2 * precision * recall) / (precision + recall), 0.0)
+    either_empty = (p_len == 0) | (g_len == 0)
+    f1 = np.where(either_empty, (p_len == g_len).astype(np.float64), f1)
+    # Equal token lists: the same multiset (common = both lengths) and token by token the same.
+    same_bag = np.flatnonzero((common == p_len) & (common == g_len))
+    length = gold_len[same_bag]
+    step = np.arange(length.sum()) - np.repeat(np.cumsum(length) - length, length)
+    pred_at = np.repeat((np.cumsum(pred_len) - pred_len)[question_of_gold[same_bag]], length) + step
+    gold_at = np.repeat((np.cumsum(gold_len) - gold_len)[same_bag], length) + step
+    differs = np.bincount(np.repeat(np.arange(len(same_bag)), length), pred_ids[pred_at] != gold_ids[gold_at],
+                          minlength=len(same_bag))
+    exact = np.zeros(len(golds))
+    exact[same_bag] = differs == 0
+    return exact, f1, gold_len
+
+
+def best_over_golds(predictions: list[str], golds: list[list[str]], skip_empty_golds: bool = False):
+    """Per question, the best exact match and F1 over its gold answers (each list non-empty).
+    `skip_empty_golds` (v2.0): golds that normalise to nothing count only when all of them do."""
+    sizes = np.fromiter(map(len, golds), np.int64, len(golds))
+    if len(golds) == 0:
+        return np.zeros(0), np.zeros(0)
+    question_of_gold = np.repeat(np.arange(len(golds)), sizes)
+    exact, f1, gold_len = pair_scores(predictions, list(itertools.chain.from_iterable(golds)), question_of_gold)
+    first = np.r_[0, np.cumsum(sizes)[:-1]]
+    if skip_empty_golds:
+        empty = gold_len == 0
+        question_has_answer = np.maximum.reduceat(~empty, first)
+        ignore = empty & question_has_answer[question_of_gold]
+        exact, f1 = np.where(ignore, -1.0, exact), np.where(ignore, -1.0, f1)
+    return np.maximum.reduceat(exact, first), np.maximum.reduceat(f1, first)
 
 
 def _best_threshold(raw: np.ndarray, has_answer: np.ndarray, answered: np.ndarray, na_prob: np.ndarray,
@@ -71,11 +156,9 @@ def squad_v2(predictions: dict[str, str], gold_answers: dict[str, list[str]],
     """The SQuAD v2.0 evaluation: exact/f1 overall and split HasAns/NoAns, and with `na_probs`
     (no-answer scores, e.g. null_odds.json) the best threshold and the scores it reaches."""
     qids = [q for q in gold_answers if q in predictions]
-    golds = [[g for g in gold_answers[q] if normalize_answer(g)] or [""] for q in qids]
     preds = [predictions[q] for q in qids]
     has_answer = np.array([bool(gold_answers[q]) for q in qids], dtype=bool)
-    exact_raw = np.array([max(exact_match(p, g) for g in gs) for p, gs in zip(preds, golds)])
-    f1_raw = np.array([max(token_f1(p, g) for g in gs) for p, gs in zip(preds, golds)])
+    exact_raw, f1_raw = best_over_golds(preds, [gold_answers[q] or [""] for q in qids], skip_empty_golds=True)
     na = np.array([(na_probs or {}).get(q, 0.0) for q in qids], dtype=np.float64)
     abstain = na > na_prob_thresh
     exact = np.where(abstain, (~has_answer).astype(float), exact_raw)

@@ -13,6 +13,8 @@ import sys
 
 import pytest
 from conftest import ROOT
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jaxqa import metrics
 from jaxqa.data import load_examples
@@ -187,6 +189,34 @@ def test_squad_v2_equals_official(data_dir, seed):
 ])
 def test_normalize(raw, normal):
     assert normalize_answer(raw) == normal == ref_normalize(raw)
+
+
+# Words and characters where the batch normaliser's shortcuts could part from the per-pair one:
+# articles alone and inside words, ASCII and unicode punctuation, whitespace kinds, control
+# characters (regex word boundaries but no str.split() cut), its own separator, non-ASCII letters.
+PIECES = ["a", "an", "the", "The", "theater", "A.", "b", "apple", "’s", "—", "Ünï", "ς", "Σ", " ", "  ", "\t",
+          "\n", "\x0b", "\x1c", "\x01", "\x7f", "\x00", ",", "!", "_", "-", "1", "1,000", "“", "é"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.sampled_from(PIECES), max_size=8).map("".join),
+                          st.lists(st.lists(st.sampled_from(PIECES), max_size=6).map("".join), min_size=1, max_size=3)),
+                min_size=1, max_size=12))
+def test_batch_scores_equal_per_pair_definitions(questions):
+    """best_over_golds (all pairs at once) == max over golds of exact_match/token_f1, exactly.
+    Each question also gets its prediction's normalised form as a gold (exact match 1 if the
+    batch normaliser agrees with normalize_answer)."""
+    questions = [(p, gs + [normalize_answer(p)] if i % 2 else gs) for i, (p, gs) in enumerate(questions)]
+    preds, golds = [p for p, _ in questions], [g for _, g in questions]
+    exact, f1 = metrics.best_over_golds(preds, golds)
+    assert exact.tolist() == [max(exact_match(p, g) for g in gs) for p, gs in questions]
+    assert f1.tolist() == [max(token_f1(p, g) for g in gs) for p, gs in questions]
+
+
+@pytest.mark.parametrize("prediction,gold", [("the’s", "’s"), ("\x01the", "\x01"), ("Ünï the", "Ünï"),
+                                             ("a\x00b", "a\x00b"), ("The\x1ctheater", "theater")])
+def test_batch_scores_shortcut_cases(prediction, gold):
+    assert metrics.best_over_golds([prediction, "x"], [[gold], ["x"]])[0].tolist() == [1.0, 1.0]
 
 
 def test_token_f1_edge_cases():
