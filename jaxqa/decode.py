@@ -1,10 +1,12 @@
-"""Logits -> answers: the best valid spans per window, merged over an example's windows.
+"""Logits -> answers: the best valid span per window, merged over an example's windows.
 
 A valid span starts and ends on context tokens, ends at or after its start and is at most
-`max_answer_length` tokens long; its score is start_logit + end_logit. All windows are decoded at
-once with NumPy (no Python loop over windows or span pairs), and the result is exact: the top-n
-starts and ends give the candidates, and a bound sends the rare window where a span outside them
-could win to an exhaustive search.
+`max_answer_length` tokens long; its score is start_logit + end_logit. The best span is exact: a
+sliding maximum of the end logits over the next `max_answer_length` positions gives every start's
+best end, so one argmax finds the best pair without listing pairs. The n-best list (for
+nbest_predictions.json) pairs the n best starts with the n best ends, as the usual post-processing
+does, with the exact best span always first. All windows are decoded at once with NumPy, in row
+chunks spread over the CPU cores (NumPy releases the GIL), with no Python loop over windows or pairs.
 For SQuAD v2.0 the null score of an example is the lowest CLS score (start + end) over its
 windows; it answers "" when null - best span > `null_score_diff_threshold`.
 """
@@ -12,20 +14,71 @@ windows; it answers "" when null - best span > `null_score_diff_threshold`.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 NO_SPAN = -np.inf
+ROWS_PER_TASK = 1024  # a chunk of float32 [rows, 384] logits stays in cache between passes
 
 
 @dataclasses.dataclass
 class Spans:
-    """The k best spans per window, best first: token positions and scores (-inf: no such span)."""
+    """Spans per window, token positions and scores (-inf: no valid span): [windows] for the best
+    span, [windows, k] for a best-first list."""
 
-    start: np.ndarray  # int [windows, k]
-    end: np.ndarray  # int [windows, k]
-    score: np.ndarray  # float32 [windows, k]
+    start: np.ndarray
+    end: np.ndarray
+    score: np.ndarray
+
+
+@functools.cache
+def _workers() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max(1, min(os.cpu_count() or 1, 8)), thread_name_prefix="jaxqa-decode")
+
+
+def _by_chunks(fn, *arrays):
+    """fn over row chunks of `arrays`, in parallel; its tuple of outputs concatenated back."""
+    n = len(arrays[0])
+    bounds = [(lo, min(lo + ROWS_PER_TASK, n)) for lo in range(0, n, ROWS_PER_TASK)]
+    if len(bounds) <= 1:
+        return fn(*arrays)
+    parts = list(_workers().map(lambda b: fn(*(a[b[0]:b[1]] for a in arrays)), bounds))
+    return tuple(None if part[0] is None else np.concatenate(part) for part in zip(*parts))
+
+
+def _masked(start_logits, end_logits, offsets):
+    """Logits as float32 with -inf wherever the token is not context (offsets -1)."""
+    outside = np.where(offsets[..., 0] >= 0, np.float32(0), np.float32(NO_SPAN))
+    return start_logits.astype(np.float32) + outside, end_logits.astype(np.float32) + outside
+
+
+def _best_in_chunk(start_logits, end_logits, offsets, width: int):
+    s, e = _masked(start_logits, end_logits, offsets)
+    n, seq = s.shape
+    best_end = e.copy()  # after the loop: best_end[:, i] = max(e[:, i : i + width])
+    covered = 1
+    while covered < width:
+        shift = min(covered, width - covered)
+        np.maximum(best_end[:, :-shift], best_end[:, shift:], out=best_end[:, :-shift])
+        covered += shift
+    best_end += s
+    start = best_end.argmax(axis=1)
+    rows = np.arange(n)
+    score = best_end[rows, start]
+    reach = start[:, None] + np.arange(width)
+    following = np.take_along_axis(e, np.minimum(reach, seq - 1), axis=1)
+    following[reach >= seq] = NO_SPAN
+    return start, start + following.argmax(axis=1), score
+
+
+def best_spans(start_logits, end_logits, offsets, max_answer_length: int) -> Spans:
+    """The best valid span of every window (exact; score -inf where the window has none).
+    `offsets` [windows, seq, 2] is -1 outside the context."""
+    width = max(1, min(max_answer_length, start_logits.shape[1]))
+    return Spans(*_by_chunks(lambda s, e, o: _best_in_chunk(s, e, o, width), start_logits, end_logits, offsets))
 
 
 def _top_of(scores: np.ndarray, k: int) -> np.ndarray:
@@ -35,64 +88,37 @@ def _top_of(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(flat, order, axis=1)
 
 
-def _band_top_spans(s: np.ndarray, e: np.ndarray, width: int, k: int, chunk: int = 256):
-    """Exhaustive: every (start, length < width) pair scored, chunk x seq x width at a time."""
-    n = len(s)
-    starts, ends, scores = np.zeros((n, k), np.int64), np.zeros((n, k), np.int64), np.zeros((n, k), np.float32)
-    for lo in range(0, n, chunk):
-        hi = min(lo + chunk, n)
-        padded = np.concatenate([e[lo:hi], np.full((hi - lo, width - 1), NO_SPAN, np.float32)], axis=1)
-        band = (s[lo:hi, :, None] + sliding_window_view(padded, width, axis=1)).reshape(hi - lo, -1)
-        flat = _top_of(band, k)
-        starts[lo:hi], lengths = np.divmod(flat, width)
-        ends[lo:hi] = starts[lo:hi] + lengths
-        scores[lo:hi] = np.take_along_axis(band, flat, axis=1)
-    return starts, ends, scores
-
-
-def top_spans(start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.ndarray, max_answer_length: int,
-              k: int = 1, candidates: int | None = None) -> Spans:
-    """The `k` best valid spans of every window, exactly. `offsets` [n, seq, 2] is -1 outside the context.
-
-    Fast path: pair the `candidates` best starts with the `candidates` best ends of each window. A
-    span outside those pairs scores at most max(next start + best end, best start + next end); a
-    window whose k-th best pair is below that bound is redone exhaustively (rare), so the result
-    equals a search over all pairs.
-    """
-    n, seq = start_logits.shape
-    width = min(max_answer_length, seq)
-    k = min(k, seq * width)
-    is_context = offsets[..., 0] >= 0
-    s = np.where(is_context, start_logits, NO_SPAN).astype(np.float32)
-    e = np.where(is_context, end_logits, NO_SPAN).astype(np.float32)
-    c = min(candidates or max(20, k + k // 2), seq)  # measured fastest for n-best 20 on random logits
-    s_part = np.argpartition(-s, c if c < seq else seq - 1, axis=1)
-    e_part = np.argpartition(-e, c if c < seq else seq - 1, axis=1)
-    s_idx, e_idx = s_part[:, :c], e_part[:, :c]
+def _candidates_in_chunk(start_logits, end_logits, offsets, width: int, n: int):
+    s, e = _masked(start_logits, end_logits, offsets)
+    c = min(n, s.shape[1])
+    s_idx = np.argpartition(-s, c - 1, axis=1)[:, :c] if c < s.shape[1] else np.indices(s.shape)[1]
+    e_idx = np.argpartition(-e, c - 1, axis=1)[:, :c] if c < e.shape[1] else np.indices(e.shape)[1]
     pairs = np.take_along_axis(s, s_idx, 1)[:, :, None] + np.take_along_axis(e, e_idx, 1)[:, None, :]
     length = e_idx[:, None, :] - s_idx[:, :, None]
-    pairs = np.where((length >= 0) & (length < width), pairs, NO_SPAN).reshape(n, c * c)
-    flat = _top_of(pairs, min(k, c * c))
-    out = Spans(np.take_along_axis(s_idx, flat // c, 1), np.take_along_axis(e_idx, flat % c, 1),
-                np.take_along_axis(pairs, flat, 1))
-    if out.score.shape[1] < k:  # fewer candidate pairs than asked: pad with "no span"
-        pad = k - out.score.shape[1]
-        out = Spans(np.pad(out.start, ((0, 0), (0, pad))), np.pad(out.end, ((0, 0), (0, pad))),
-                    np.pad(out.score, ((0, 0), (0, pad)), constant_values=NO_SPAN))
-    if c < seq:
-        s_next = np.take_along_axis(s, s_part[:, c:c + 1], 1)[:, 0]
-        e_next = np.take_along_axis(e, e_part[:, c:c + 1], 1)[:, 0]
-        bound = np.maximum(s_next + e.max(axis=1), s.max(axis=1) + e_next)
-        redo = np.flatnonzero(out.score[:, -1] < bound)
-        if redo.size:
-            out.start[redo], out.end[redo], out.score[redo] = _band_top_spans(s[redo], e[redo], width, k)
-    return out
+    pairs = np.where((length >= 0) & (length < width), pairs, NO_SPAN).reshape(len(s), c * c)
+    flat = _top_of(pairs, min(n, c * c))
+    return np.take_along_axis(s_idx, flat // c, 1), np.take_along_axis(e_idx, flat % c, 1), \
+        np.take_along_axis(pairs, flat, 1)
 
 
-def best_spans(start_logits, end_logits, offsets, max_answer_length: int) -> Spans:
-    """The single best valid span per window (k = 1), as flat [windows] arrays."""
-    spans = top_spans(start_logits, end_logits, offsets, max_answer_length, k=1)
-    return Spans(spans.start[:, 0], spans.end[:, 0], spans.score[:, 0])
+def candidate_spans(start_logits, end_logits, offsets, max_answer_length: int, n: int,
+                    best: Spans | None = None) -> Spans:
+    """Up to `n` spans per window, best first, from the pairs of its n best starts and n best ends
+    (the usual n-best post-processing); the exact best span heads every list. [windows, n]."""
+    width = max(1, min(max_answer_length, start_logits.shape[1]))
+    best = best or best_spans(start_logits, end_logits, offsets, max_answer_length)
+    top = Spans(*_by_chunks(lambda s, e, o: _candidates_in_chunk(s, e, o, width, n),
+                            start_logits, end_logits, offsets))
+    if top.score.shape[1] < n:  # fewer pairs than asked: pad with "no span"
+        pad = ((0, 0), (0, n - top.score.shape[1]))
+        top = Spans(np.pad(top.start, pad), np.pad(top.end, pad), np.pad(top.score, pad, constant_values=NO_SPAN))
+    # Where the best span is not among the pairs (its start or end just outside the top n), it
+    # goes first and the list moves down one.
+    missing = best.score > top.score[:, 0]
+    for field in ("start", "end", "score"):
+        column = getattr(top, field)
+        column[missing] = np.concatenate([getattr(best, field)[missing, None], column[missing, :-1]], axis=1)
+    return top
 
 
 def best_per_example(spans: Spans, example_index: np.ndarray, num_examples: int) -> np.ndarray:
@@ -116,14 +142,37 @@ def null_scores(start_logits, end_logits, cls_index, example_index, num_examples
 
 def answer_texts(contexts: list[str], spans: Spans, offsets: np.ndarray, best_rows: np.ndarray):
     """Text and character start of each example's best span ("" and -1 where there is none)."""
-    texts, char_starts = [], np.full(len(best_rows), -1, np.int64)
-    for example, row in enumerate(best_rows):
-        if row < 0 or not np.isfinite(spans.score[row]):
-            texts.append("")
-            continue
-        char_starts[example] = offsets[row, spans.start[row], 0]
-        texts.append(contexts[example][char_starts[example]:offsets[row, spans.end[row], 1]])
-    return texts, char_starts
+    row = np.maximum(best_rows, 0)
+    found = (best_rows >= 0) & np.isfinite(spans.score[row]) if len(row) else np.zeros(0, bool)
+    char_start = np.where(found, offsets[row, spans.start[row], 0], -1).astype(np.int64)
+    char_end = np.where(found, offsets[row, spans.end[row], 1], -1)
+    texts = [context[c0:c1] if c0 >= 0 else "" for context, c0, c1 in zip(contexts, char_start.tolist(),
+                                                                          char_end.tolist())]
+    return texts, char_start
+
+
+@dataclasses.dataclass
+class NBest:
+    """The n-best lists of all examples as flat columns, grouped by example and best first.
+    Turned into per-example dicts (`lists`) only when nbest_predictions.json is written."""
+
+    example: np.ndarray  # which example each entry belongs to
+    score: np.ndarray
+    start_logit: np.ndarray  # NaN for the v2 "" entry
+    end_logit: np.ndarray
+    char_start: np.ndarray  # -1 for the "" entry
+    char_end: np.ndarray
+    probability: np.ndarray  # softmax over the example's list
+
+    def lists(self, contexts: list[str]) -> list[list[dict]]:
+        out: list[list[dict]] = [[] for _ in contexts]
+        columns = (self.example, self.char_start, self.char_end, self.score, self.start_logit, self.end_logit,
+                   self.probability)
+        for ex, c0, c1, score, start, end, p in zip(*(c.tolist() for c in columns)):
+            out[ex].append({"text": contexts[ex][c0:c1] if c0 >= 0 else "", "probability": p, "score": score,
+                            "start_logit": None if start != start else start,
+                            "end_logit": None if end != end else end, "char_start": c0, "char_end": c1})
+        return out
 
 
 @dataclasses.dataclass
@@ -135,17 +184,17 @@ class Answers:
     char_start: np.ndarray  # of the best span (kept when v2 decoding answers ""), -1 where none
     best_score: np.ndarray  # best non-null span score, -inf where none
     null_odds: np.ndarray | None  # null score - best span score (v2 only)
-    nbest: list[list[dict]] | None = None
+    nbest: NBest | None = None
 
 
 def decode(contexts: list[str], start_logits, end_logits, offsets, example_index, *, max_answer_length: int = 30,
            cls_index=None, null_score_diff_threshold: float | None = None, n_best_size: int = 0) -> Answers:
     """Answers per example. With `null_score_diff_threshold` (SQuAD v2.0) an example answers ""
     when its null score beats its best span by more than the threshold. With `n_best_size` > 0 the
-    n best spans of each example (over all its windows) are returned too, with probabilities."""
+    n best spans of each example (over all its windows) come too, with probabilities."""
     n = len(contexts)
-    spans = top_spans(start_logits, end_logits, offsets, max_answer_length, k=max(n_best_size, 1))
-    best = Spans(spans.start[:, 0], spans.end[:, 0], spans.score[:, 0])
+    example_index = np.asarray(example_index)
+    best = best_spans(start_logits, end_logits, offsets, max_answer_length)
     best_rows = best_per_example(best, example_index, n)
     span_texts, char_start = answer_texts(contexts, best, offsets, best_rows)
     texts = span_texts
@@ -155,30 +204,38 @@ def decode(contexts: list[str], start_logits, end_logits, offsets, example_index
         cls_index = np.zeros(len(start_logits), np.int64) if cls_index is None else cls_index
         null = null_scores(start_logits, end_logits, cls_index, example_index, n)
         odds = np.clip(null - best_score, -1e6, 1e6)
-        texts = [("" if o > null_score_diff_threshold else t) for t, o in zip(span_texts, odds)]
+        texts = [("" if o > null_score_diff_threshold else t) for t, o in zip(span_texts, odds.tolist())]
     nbest = None
     if n_best_size > 0:
-        nbest = _nbest(contexts, spans, start_logits, end_logits, offsets, example_index, n_best_size, null)
+        spans = candidate_spans(start_logits, end_logits, offsets, max_answer_length, n_best_size, best)
+        nbest = _nbest(n, spans, start_logits, end_logits, offsets, example_index, n_best_size, null)
     return Answers(texts, span_texts, char_start, best_score, odds, nbest)
 
 
-def _nbest(contexts, spans: Spans, start_logits, end_logits, offsets, example_index, n_best_size, null):
+def _nbest(n: int, spans: Spans, start_logits, end_logits, offsets, example_index, n_best_size, null) -> NBest:
     """Up to `n_best_size` spans per example over all its windows (plus "" for v2), best first,
-    with probabilities (softmax over the example's list). Arrays throughout; dicts only at the end."""
-    rows = np.repeat(np.arange(len(start_logits)), spans.score.shape[1])
-    score, start, end = spans.score.reshape(-1), spans.start.reshape(-1), spans.end.reshape(-1)
-    keep = np.isfinite(score)
-    rows, score, start, end, example = rows[keep], score[keep], start[keep], end[keep], example_index[rows[keep]]
-    order = np.lexsort((-score, example))
+    with probabilities (softmax over the example's list)."""
+    k = spans.score.shape[1]
+    rows = np.repeat(np.arange(len(start_logits)), k)
+    score, start, end, example = spans.score.reshape(-1), spans.start.reshape(-1), spans.end.reshape(-1), \
+        example_index[rows]
+    # Each window's list is sorted already; only examples with several windows need a merge.
+    windows_per_example = np.bincount(example_index, minlength=n)
+    if np.all(example_index[1:] >= example_index[:-1]):  # windows in example order: merge in place
+        order = np.arange(len(score))
+        merge = np.flatnonzero(windows_per_example[example] > 1)
+        order[merge] = merge[np.lexsort((-score[merge], example[merge]))]
+    else:
+        order = np.lexsort((-score, example))
+    order = order[np.isfinite(score[order])]
     rank = np.arange(len(order)) - np.searchsorted(example[order], example[order], side="left")
     order = order[rank < n_best_size]
-    rows, start, end, example = rows[order], start[order], end[order], example[order]
-    cols = {"score": score[order].astype(np.float64), "example": example,
+    rows, score, start, end, example = rows[order], score[order], start[order], end[order], example[order]
+    cols = {"score": score.astype(np.float64), "example": example,
             "start_logit": start_logits[rows, start].astype(np.float64),
             "end_logit": end_logits[rows, end].astype(np.float64),
             "char_start": offsets[rows, start, 0], "char_end": offsets[rows, end, 1]}
     if null is not None:  # "" competes with the spans, scored by the example's null score
-        n = len(contexts)
         extra = {"score": null, "example": np.arange(n), "start_logit": np.full(n, np.nan),
                  "end_logit": np.full(n, np.nan), "char_start": np.full(n, -1), "char_end": np.full(n, -1)}
         cols = {k: np.concatenate([cols[k], extra[k]]) for k in cols}
@@ -188,11 +245,4 @@ def _nbest(contexts, spans: Spans, start_logits, end_logits, offsets, example_in
     sizes = np.diff(np.r_[groups, len(cols["example"])])
     exp = np.exp(cols["score"] - np.repeat(np.maximum.reduceat(cols["score"], groups), sizes))
     probability = exp / np.repeat(np.add.reduceat(exp, groups), sizes)
-    nbest: list[list[dict]] = [[] for _ in contexts]
-    for ex, c0, c1, sc, sl, el, p in zip(*(cols[k].tolist() for k in ("example", "char_start", "char_end", "score",
-                                                                       "start_logit", "end_logit")),
-                                         probability.tolist()):
-        nbest[ex].append({"text": contexts[ex][c0:c1] if c0 >= 0 else "", "probability": p, "score": sc,
-                          "start_logit": None if sl != sl else sl, "end_logit": None if el != el else el,
-                          "char_start": c0, "char_end": c1})
-    return nbest
+    return NBest(probability=probability, **cols)

@@ -61,21 +61,53 @@ _SKIPPED_TOKENS = (_SEPARATOR, "a", "an", "the")  # ids 0-3
 _ODD_CONTROL = str.maketrans("", "", "".join(map(chr, [*range(1, 9), *range(14, 28), 127])))
 
 
+_ASCII_SPLITS = np.zeros(256, bool)  # where str.split() cuts ASCII text, and the separator
+_ASCII_SPLITS[[0, 9, 10, 11, 12, 13, 28, 29, 30, 31, 32]] = True
+_PACKED = 8  # tokens of up to 8 ASCII bytes are their own id: the bytes read as one uint64
+
+
+def _packed(tokens: list[str]) -> np.ndarray:
+    return np.array([int.from_bytes(t.encode("ascii").ljust(_PACKED, b"\0"), "little") for t in tokens], np.uint64)
+
+
+_PACKED_ARTICLES = _packed(["a", "an", "the"])
+
+
 def _normalized_tokens(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Token ids of every normalised text, flat (articles dropped), and each text's token count."""
     joined = _SEPARATOR.join(texts).lower().translate(_DROP_PUNCTUATION)
     # In ASCII text without odd control characters a regex word boundary falls exactly where
-    # str.split() cuts, so an article is a whole token; elsewhere the regex decides.
-    tokens_are_words = joined.isascii() and len(joined.translate(_ODD_CONTROL)) == len(joined)
-    if not tokens_are_words:
-        joined = _ARTICLES.sub(" ", joined)
-    # One split of everything; the separator stays as a token that marks where each text ends.
-    tokens = joined.replace(_SEPARATOR, f" {_SEPARATOR} ").split()
+    # str.split() cuts, so an article is a whole token, and tokens can be cut and compared as
+    # bytes without making a Python string each. Elsewhere the regex and str.split() decide.
+    if joined.isascii() and len(joined.translate(_ODD_CONTROL)) == len(joined):
+        return _ascii_tokens(joined, len(texts))
+    tokens = _ARTICLES.sub(" ", joined).replace(_SEPARATOR, f" {_SEPARATOR} ").split()
     vocab = {token: i for i, token in enumerate(dict.fromkeys(itertools.chain(_SKIPPED_TOKENS, tokens)))}
     ids = np.fromiter(map(vocab.__getitem__, tokens), np.int64, len(tokens))
     owner = np.cumsum(ids == 0)  # id 0 is the separator
     kept = ids >= len(_SKIPPED_TOKENS)
     return ids[kept], np.bincount(owner[kept], minlength=len(texts))
+
+
+def _ascii_tokens(joined: str, num_texts: int) -> tuple[np.ndarray, np.ndarray]:
+    data = np.frombuffer(joined.encode("ascii"), np.uint8)
+    inside = (~_ASCII_SPLITS[data]).view(np.int8)
+    edge = np.diff(inside, prepend=np.int8(0), append=np.int8(0))
+    start, end = np.flatnonzero(edge == 1), np.flatnonzero(edge == -1)
+    length = end - start
+    owner = np.cumsum(data == 0)[start]
+    padded = np.concatenate([data, np.zeros(_PACKED, np.uint8)])
+    chars = padded[start[:, None] + np.arange(_PACKED)]
+    chars[np.arange(_PACKED) >= length[:, None]] = 0
+    key = chars.view(np.uint64)[:, 0].copy()
+    long = np.flatnonzero(length > _PACKED)
+    if long.size:  # a few long words: numbered by a dict, marked by the top bit (ASCII never sets it)
+        words = [joined[i:j] for i, j in zip(start[long].tolist(), end[long].tolist())]
+        number = {w: i for i, w in enumerate(dict.fromkeys(words))}
+        key[long] = np.fromiter(map(number.__getitem__, words), np.uint64, len(words)) | np.uint64(1 << 63)
+    kept = ~np.isin(key, _PACKED_ARTICLES)
+    ids = np.unique(key[kept], return_inverse=True)[1].reshape(-1)
+    return ids.astype(np.int64), np.bincount(owner[kept], minlength=num_texts)
 
 
 def pair_scores(predictions: list[str], golds: list[str], question_of_gold: np.ndarray):

@@ -512,15 +512,15 @@ class Trainer:
         outputs = [self._eval_step(self.state, batch) for batch in self._device_batches(features.model_inputs(), plan)]
         return scatter_logits(features, plan, outputs, self.config.max_seq_length)
 
-    def predict(self, examples: Examples, features: Features) -> decode.Answers:
-        """Answers for every example, decoded from all its windows."""
+    def predict(self, examples: Examples, features: Features, nbest: bool = True) -> decode.Answers:
+        """Answers for every example, decoded from all its windows (with n-best lists if `nbest`)."""
         c = self.config
         start, end = self.logits(features)
         with_null = c.version_2_with_negative or bool(examples.is_impossible.any())
         return decode.decode(examples.contexts, start, end, features.offsets, features.example_index,
                              max_answer_length=c.max_answer_length, cls_index=features.cls_index,
                              null_score_diff_threshold=c.null_score_diff_threshold if with_null else None,
-                             n_best_size=c.n_best_size)
+                             n_best_size=c.n_best_size if nbest else 0)
 
     def evaluate(self, split: str = "eval", write_files: bool = True) -> dict:
         """Predict and score a split: "eval" (validation file), "before_training" (the same, before
@@ -535,7 +535,7 @@ class Trainer:
         else:
             examples, features = self.eval_examples, self.eval_features
         t0 = time.perf_counter()
-        answers = self.predict(examples, features)
+        answers = self.predict(examples, features, nbest=write_files)
         predictions = dict(zip(examples.ids, answers.texts))
         null_odds = None if answers.null_odds is None else dict(zip(examples.ids, answers.null_odds.tolist()))
         result: dict = {}
@@ -561,7 +561,9 @@ class Trainer:
         prefix = "" if split == "eval" else f"{split}_"
         self.out_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.out_dir / f"{prefix}predictions.json", predictions)
-        write_json(self.out_dir / f"{prefix}nbest_predictions.json", dict(zip(examples.ids, answers.nbest)))
+        if answers.nbest is not None:
+            write_json(self.out_dir / f"{prefix}nbest_predictions.json",
+                       dict(zip(examples.ids, answers.nbest.lists(examples.contexts))))
         if null_odds is not None:
             write_json(self.out_dir / f"{prefix}null_odds.json", null_odds)
         write_json(self.out_dir / ("eval_results.json" if split == "eval" else f"{split}_results.json"), result)

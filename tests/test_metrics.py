@@ -214,7 +214,8 @@ def test_batch_scores_equal_per_pair_definitions(questions):
 
 
 @pytest.mark.parametrize("prediction,gold", [("the’s", "’s"), ("\x01the", "\x01"), ("Ünï the", "Ünï"),
-                                             ("a\x00b", "a\x00b"), ("The\x1ctheater", "theater")])
+                                             ("a\x00b", "a\x00b"), ("The\x1ctheater", "theater"),
+                                             ("Internationalisation, the", "internationalisation")])
 def test_batch_scores_shortcut_cases(prediction, gold):
     assert metrics.best_over_golds([prediction, "x"], [[gold], ["x"]])[0].tolist() == [1.0, 1.0]
 
