@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
 import jax
+import jaxlib
 
 from jaxqa.errors import ConfigError
 
@@ -46,15 +48,122 @@ def cache_dir_for(config) -> str | None:
     return config.compilation_cache_dir or str(Path(config.output_dir).absolute().parent / ".jax_cache")
 
 
-def compile_all(step, state, batches: dict[int, dict]) -> tuple[dict, dict]:
-    """({seq_len: compiled step}, report) for abstract `batches` keyed by sequence length."""
+def compile_all(step, state, batches: dict[int, dict], program_dir: Path | None = None,
+                identity: str = "") -> tuple[dict, dict]:
+    """({seq_len: compiled step}, report) for abstract `batches` keyed by sequence length. With
+    `program_dir`, traced programs are kept there (see SavedPrograms) so a repeated run skips tracing."""
     before = dict(_cache_events)
     start = time.perf_counter()
-    compiled = {seq_len: step.compile(state, batch) for seq_len, batch in sorted(batches.items())}
+    saved = SavedPrograms(program_dir, identity) if program_dir and jax.process_count() == 1 else None
+    compiled = {seq_len: saved.compile(step, state, batch) if saved else step.compile(state, batch)
+                for seq_len, batch in sorted(batches.items())}
     report = {"programs": len(compiled), "seconds": round(time.perf_counter() - start, 2),
               "cache_hits": _cache_events["hits"] - before["hits"],
-              "cache_misses": _cache_events["misses"] - before["misses"]}
+              "cache_misses": _cache_events["misses"] - before["misses"],
+              "traced": saved.traced if saved else len(compiled)}
     return compiled, report
+
+
+class FlatStep:
+    """A compiled step over flat leaves, called like the original step(state, batch)."""
+
+    def __init__(self, compiled, state_tree):
+        self.compiled, self.state_tree = compiled, state_tree
+
+    def __call__(self, state, batch):
+        *state_leaves, metrics = self.compiled(*jax.tree.leaves((state, batch)))
+        return jax.tree.unflatten(self.state_tree, state_leaves), metrics
+
+    def memory_analysis(self):
+        return self.compiled.memory_analysis()
+
+
+class SavedPrograms:
+    """Traced train steps kept on disk as serialized `jax.export` programs.
+
+    JAX's persistent cache skips XLA compilation, but finding the cache entry needs the lowered
+    program, so every shape is still traced through the model (~0.5 s each for MiniLM on CPU). A
+    saved program is the lowered StableHLO itself: a repeated run loads it and goes straight to the
+    (cached) compilation. The file name hashes everything that shapes the program: the whole run
+    config, the model's config.json, jaxqa's source, the JAX versions, the devices and the argument
+    structure, shapes, dtypes and shardings; any doubt (a load error, other shapes) means tracing anew.
+    The step must return (state of the input's structure, dict of metrics).
+    """
+
+    def __init__(self, directory: Path, identity: str):
+        self.directory, self.identity, self.traced = Path(directory), identity, 0
+
+    def compile(self, step, state, batch):
+        try:
+            return self._compile(step, state, batch)
+        except Exception as err:  # saving programs is an optimisation: the plain path reports real errors
+            log.warning("saved programs unavailable (%s: %s); compiling the usual way", type(err).__name__, err)
+            self.traced += 1
+            return step.compile(state, batch)
+
+    def _compile(self, step, state, batch):
+        leaves, in_tree = jax.tree.flatten((state, batch))
+        state_tree = jax.tree.structure(state)
+        n_state = state_tree.num_leaves
+        in_shardings = tuple(leaf.sharding for leaf in leaves)
+        out_shardings = (*in_shardings[:n_state], jax.sharding.NamedSharding(step.mesh, jax.sharding.PartitionSpec()))
+        path = self.directory / f"{self._key(leaves, in_tree, step.mesh)}.jaxexport"
+        exported = self._load(path, leaves, n_state)
+        if exported is None:
+            exported = self._trace(step.__wrapped__, step.mesh, leaves, in_tree, state_tree, in_shardings,
+                                   out_shardings, path)
+        with jax.set_mesh(step.mesh):
+            program = jax.jit(exported.call, in_shardings=in_shardings, out_shardings=out_shardings,
+                              donate_argnums=tuple(range(n_state)))
+            return FlatStep(program.lower(*leaves).compile(), state_tree)
+
+    def _key(self, leaves, in_tree, mesh) -> str:
+        import hashlib
+
+        import jaxqa
+
+        digest = hashlib.sha256(self.identity.encode())
+        for source in sorted(Path(jaxqa.__file__).parent.rglob("*.py")):
+            digest.update(source.read_bytes())
+        devices = [(d.platform, d.device_kind, d.id) for d in mesh.devices.flat]
+        structure = re.sub(r" at 0x[0-9a-f]+", "", str(in_tree))  # static functions: named, not by address
+        digest.update(repr((jax.__version__, jaxlib.__version__, structure, dict(mesh.shape), devices,
+                            [(leaf.shape, str(leaf.dtype), str(leaf.sharding)) for leaf in leaves])).encode())
+        return digest.hexdigest()[:32]
+
+    @staticmethod
+    def _load(path: Path, leaves, n_state: int):
+        if not path.is_file():
+            return None
+        try:
+            exported = jax.export.deserialize(bytearray(path.read_bytes()))
+            if [(a.shape, a.dtype) for a in exported.in_avals] != [(x.shape, x.dtype) for x in leaves] \
+                    or exported.out_tree.num_leaves <= n_state:
+                raise ValueError("argument or result shapes differ")
+            return exported
+        except Exception as err:  # a stale or broken file costs a trace, never a wrong program
+            log.warning("%s: saved program not usable (%s); tracing the step again", path, err)
+            return None
+
+    def _trace(self, fn, mesh, leaves, in_tree, state_tree, in_shardings, out_shardings, path: Path):
+        from jaxqa import atomic
+
+        self.traced += 1
+
+        def flat_step(*flat):
+            new_state, metrics = fn(*jax.tree.unflatten(in_tree, flat))
+            if jax.tree.structure(new_state) != state_tree or not isinstance(metrics, dict):
+                raise TypeError("the train step must return (state of the same structure, dict of metrics)")
+            return (*jax.tree.leaves(new_state), metrics)
+
+        with jax.set_mesh(mesh):
+            exported = jax.export.export(jax.jit(flat_step, in_shardings=in_shardings,
+                                                 out_shardings=out_shardings))(*leaves)
+        try:
+            atomic.write_bytes(path, bytes(exported.serialize()))
+        except OSError as err:
+            log.warning("%s: cannot save the traced program (%s); the next run traces again", path, err)
+        return exported
 
 
 def device_capacity(device) -> int | None:

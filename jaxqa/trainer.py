@@ -219,6 +219,16 @@ class Trainer:
         return {n: {k: jax.ShapeDtypeStruct((self.train_batch, n)[:v.ndim], v.dtype, sharding=batch_sharding)
                     for k, v in example.items()} for n in seq_lens}
 
+    # Settings that only say where outputs go and when to log or save: not part of the traced step.
+    _NOT_IN_PROGRAM = ("output_dir", "overwrite_output_dir", "resume_from_checkpoint", "compilation_cache_dir",
+                       "feature_cache_dir", "overwrite_cache", "logging_steps", "save_steps", "save_total_limit",
+                       "eval_steps", "dry_run", "profile_steps")
+
+    def _program_settings(self) -> dict:
+        """The run config minus _NOT_IN_PROGRAM: what names a saved train-step program."""
+        settings = dataclasses.asdict(self.config)
+        return {k: v for k, v in settings.items() if k not in self._NOT_IN_PROGRAM}
+
     def compile_train_steps(self, seq_lens=None) -> dict:
         """Compile the train step ahead of time for every batch length of the run (or `seq_lens`) and
         check the largest fits the device; returns the compile and memory report."""
@@ -227,15 +237,20 @@ class Trainer:
         abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
                                       self.state)
         with self.goodput.timer("compile"):
-            compiled, report = compilation.compile_all(self._train_step, abstract_state,
-                                                       self._abstract_batches(seq_lens))
+            cache_dir = compilation.cache_dir_for(self.config)
+            compiled, report = compilation.compile_all(
+                self._train_step, abstract_state, self._abstract_batches(seq_lens),
+                program_dir=Path(cache_dir) / "programs" if cache_dir else None,
+                identity=json.dumps([self._program_settings(), self.total_steps,  # (the LR schedule)
+                                     (Path(self.model_dir) / "config.json").read_text(encoding="utf-8")],
+                                    sort_keys=True, default=str))
         self.train_steps.update(compiled)
         device = self.local_device
         report.update(seq_lens=list(compiled), memory=compilation.memory_needed(compiled[max(compiled)]),
                       capacity_bytes=compilation.device_capacity(device))
-        log.info("compiled the train step for %d batch shape(s) in %.1fs (persistent cache: %d hit(s), %d miss(es)); "
-                 "largest step needs %s", report["programs"], report["seconds"], report["cache_hits"],
-                 report["cache_misses"], compilation.format_memory(report["memory"], report["capacity_bytes"]))
+        log.info("compiled the train step for %d batch shape(s) in %.1fs (persistent cache: %d hit(s), %d miss(es); "
+                 "%d traced, the rest loaded from saved programs); largest step needs %s", report["programs"],
+                 report["seconds"], report["cache_hits"], report["cache_misses"], report["traced"], compilation.format_memory(report["memory"], report["capacity_bytes"]))
         compilation.check_fits(report["memory"], report["capacity_bytes"],
                                f"a train step of {self.train_batch} x {max(compiled)} tokens")
         sharding.wait_for_all_processes("compiled")

@@ -157,6 +157,12 @@ def test_second_run_compiles_from_the_persistent_cache(tiny_bert_dir, data_dir, 
                               cwd=ROOT, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         found.append(re.search(r"compiled the train step for (\d+) batch shape\(s\) in [\d.]+s \(persistent cache: "
-                               r"(\d+) hit\(s\), (\d+) miss\(es\)\)", proc.stderr).groups())
-    (shapes, hits, misses), (shapes2, hits2, misses2) = found
+                               r"(\d+) hit\(s\), (\d+) miss\(es\); (\d+) traced", proc.stderr).groups())
+    (shapes, hits, misses, traced), (shapes2, hits2, misses2, traced2) = found
     assert int(misses) >= int(shapes) and int(hits2) >= int(shapes2) == int(shapes) and int(misses2) == 0
+    # The second run loads the traced programs saved by the first (another output_dir is fine) and
+    # they compute exactly what the first run's freshly traced ones did.
+    assert int(traced) == int(shapes) and int(traced2) == 0
+    losses = [[r["loss"] for r in map(json.loads, (tmp_path / run / "metrics.jsonl").read_text().splitlines())
+               if "loss" in r] for run in ("first", "second")]
+    assert losses[0] and losses[0] == losses[1]
