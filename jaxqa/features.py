@@ -7,7 +7,9 @@ not hold the whole answer, and every unanswerable question, points at the CLS to
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -113,19 +115,11 @@ def tokenize(examples: Examples, tokenizer, *, max_seq_length: int = 384, doc_st
     question_first = tokenizer.padding_side == "right"
     questions = _truncate_questions(examples.questions, tokenizer, max_query_length)
     pair = (questions, examples.contexts) if question_first else (examples.contexts, questions)
-    enc = tokenizer(
-        *pair, truncation="only_second" if question_first else "only_first", max_length=max_seq_length,
-        stride=doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True,
-        return_token_type_ids=True, padding="max_length", padding_side="right",
-    )
-    input_ids = np.asarray(enc["input_ids"], dtype=np.int32)
-    token_type_ids = np.asarray(enc["token_type_ids"], dtype=np.int32)
-    attention_mask = np.asarray(enc["attention_mask"], dtype=np.int32)
-    offsets = np.asarray(enc["offset_mapping"], dtype=np.int32)
-    example_index = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int32)
-
+    windows = _encode_windows(tokenizer, *pair, truncate="only_second" if question_first else "only_first",
+                              max_length=max_seq_length, stride=doc_stride)
+    input_ids, token_type_ids, attention_mask, offsets, sequence_ids, example_index = windows
     # Context tokens: the context's sequence id, whatever the token types say (RoBERTa has none).
-    is_context = _sequence_ids(enc) == (1 if question_first else 0)
+    is_context = sequence_ids == (1 if question_first else 0)
     offsets = np.where(is_context[..., None], offsets, -1).astype(np.int32)
     cls_index = _cls_index(input_ids, tokenizer)
     start_positions, end_positions = _label_windows(examples, example_index, offsets, is_context, cls_index,
@@ -134,11 +128,54 @@ def tokenize(examples: Examples, tokenizer, *, max_seq_length: int = 384, doc_st
                     start_positions, end_positions)
 
 
-def _sequence_ids(enc) -> np.ndarray:
-    """[windows, seq] sequence id of every token: 0 first text, 1 second, -1 special tokens and padding.
-    `tokenizers` has no batched accessor: one list per window, ~5% of the tokenizer call (SQuAD dev)."""
-    ids = np.array([e.sequence_ids for e in enc.encodings], dtype=np.float32)  # None -> nan
-    return np.nan_to_num(ids, nan=-1).astype(np.int8)
+@contextlib.contextmanager
+def _backend_settings(tokenizer, truncation: dict):
+    """The Rust tokenizer with `truncation` and no padding for a block, its own settings restored after."""
+    backend = tokenizer.backend_tokenizer
+    saved_truncation, saved_padding = backend.truncation, backend.padding
+    backend.enable_truncation(**truncation)
+    backend.no_padding()
+    try:
+        yield backend
+    finally:
+        backend.enable_truncation(**saved_truncation) if saved_truncation else backend.no_truncation()
+        backend.enable_padding(**saved_padding) if saved_padding else backend.no_padding()
+
+
+def _encode_windows(tokenizer, first: list[str], second: list[str], *, truncate: str, max_length: int, stride: int):
+    """All windows of all (first, second) pairs from one batched call of the Rust tokenizer, as padded
+    [windows, max_length] arrays: ids, token types, attention mask, offsets [.., 2], sequence ids (-1 for
+    special tokens and padding) and each window's example. The same encodings `tokenizer(...,
+    return_overflowing_tokens=True)` makes (a test holds them equal), read straight from the Rust
+    objects: `transformers` would first turn every window, padding included, into Python lists."""
+    truncation = {"max_length": max_length, "stride": stride, "strategy": truncate,
+                  "direction": tokenizer.truncation_side}
+    with _backend_settings(tokenizer, truncation) as backend:
+        encodings = backend.encode_batch(list(zip(first, second)), add_special_tokens=True)
+    windows = list(itertools.chain.from_iterable([e, *e.overflowing] for e in encodings))
+    example_index = np.repeat(np.arange(len(encodings), dtype=np.int32),
+                              [1 + len(e.overflowing) for e in encodings])
+    lengths = np.fromiter(map(len, windows), np.int64, len(windows))
+    filled = np.arange(max_length) < lengths[:, None]  # row-major order = the order of the flat tokens
+    total = int(lengths.sum())
+
+    def padded(flat, pad, dtype=np.int32):
+        out = np.full((len(windows), max_length) + flat.shape[1:], pad, dtype)
+        out[filled] = flat
+        return out
+
+    def flat(field):
+        return np.fromiter(itertools.chain.from_iterable(getattr(w, field) for w in windows), np.int32, total)
+
+    input_ids = padded(flat("ids"), tokenizer.pad_token_id or 0)
+    token_type_ids = padded(flat("type_ids"), tokenizer.pad_token_type_id)
+    offsets = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(w.offsets for w in windows)),
+                          np.int32, 2 * total).reshape(total, 2)
+    sequence_ids = np.array(list(itertools.chain.from_iterable(w.sequence_ids for w in windows)),
+                            dtype=np.float32)  # None (special tokens) -> nan
+    sequence_ids = np.nan_to_num(sequence_ids, nan=-1).astype(np.int8)
+    return (input_ids, token_type_ids, filled.astype(np.int32), padded(offsets, 0), padded(sequence_ids, -1, np.int8),
+            example_index)
 
 
 def _cls_index(input_ids: np.ndarray, tokenizer) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,3 +131,32 @@ def test_feature_cache_returns_the_same_features_and_misses_on_any_change(tmp_pa
     entry.write_bytes(b"not an npz")  # a damaged entry is rebuilt
     rebuilt, hit = cached_tokenize(examples, minilm_tokenizer, tmp_path, **settings)
     assert np.array_equal(rebuilt.input_ids, fresh.input_ids)
+
+
+@pytest.mark.parametrize("kind", ["bert", "roberta", "xlm-roberta", "albert", "chinese"])
+def test_windows_read_from_rust_equal_transformers_call(kind, family_tokenizers, data_dir):
+    """The windows jaxqa reads straight from the Rust encodings equal what `tokenizer(...,
+    return_overflowing_tokens=True, padding="max_length")` returns, field by field, for every
+    tokenizer kind (WordPiece, byte-level BPE, Unigram, Chinese), and the tokenizer's own
+    truncation/padding settings are left as they were."""
+    from jaxqa.features import _encode_windows
+
+    if kind == "chinese":
+        tokenizer, data = load_tokenizer(data_dir / "vocab/bert-base-chinese"), "xquad/xquad.zh.json"
+    else:
+        tokenizer, data = family_tokenizers[kind], "squad_v1.1/dev.json"
+        tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, Path) else tokenizer
+    examples = load_examples(data_dir / data).select(range(150))
+    backend_before = (tokenizer.backend_tokenizer.truncation, tokenizer.backend_tokenizer.padding)
+    ours = _encode_windows(tokenizer, examples.questions, examples.contexts, truncate="only_second",
+                           max_length=192, stride=48)
+    assert (tokenizer.backend_tokenizer.truncation, tokenizer.backend_tokenizer.padding) == backend_before
+    enc = tokenizer(examples.questions, examples.contexts, truncation="only_second", max_length=192, stride=48,
+                    return_overflowing_tokens=True, return_offsets_mapping=True, return_token_type_ids=True,
+                    padding="max_length", padding_side="right")
+    sequence_ids = np.array([[-1 if s is None else s for s in e.sequence_ids] for e in enc.encodings])
+    expected = (enc["input_ids"], enc["token_type_ids"], enc["attention_mask"], enc["offset_mapping"], sequence_ids,
+                enc["overflow_to_sample_mapping"])
+    assert len(ours[0]) > len(examples)  # some examples need several windows
+    for name, got, want in zip(("ids", "types", "mask", "offsets", "sequence ids", "example"), ours, expected):
+        np.testing.assert_array_equal(got, np.asarray(want), err_msg=name)
