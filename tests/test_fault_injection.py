@@ -85,7 +85,8 @@ def _write_run(tiny_bert_dir, data_dir, out: Path, kill_at: int) -> subprocess.C
     args = ["--model_name_or_path", tiny_bert_dir, "--train_file", bad, "--validation_file", flat, "--test_file", flat,
             "--on_bad_record", "skip", "--do_train", "--do_eval", "--do_predict", "--eval_before_training",
             "--max_seq_length", 96, "--max_query_length", 16, "--doc_stride", 32, "--num_train_epochs", 1, "--logging_steps", 1,
-            "--output_dir", out, "--overwrite_output_dir", "--accelerator", "cpu"]
+            "--output_dir", out, "--overwrite_output_dir", "--accelerator", "cpu",
+            "--compilation_cache_dir", "none"]  # every run makes the same writes (a cache would skip some)
     return subprocess.run([sys.executable, str(ROOT / "tests/kill_during_write_worker.py"), str(kill_at),
                            *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=300)
 
