@@ -93,18 +93,6 @@ def check_window(max_seq_length: int, doc_stride: int, max_query_length: int, to
         )
 
 
-def _truncate_questions(questions: list[str], tokenizer, max_query_length: int) -> list[str]:
-    """Cut questions to at most `max_query_length` tokens (one batched call). The cut goes where the first
-    token past the limit starts: a character that becomes several tokens (a Hangul syllable split into
-    jamo, say) is kept whole or not at all, so the cut question never tokenises longer."""
-    questions = [q.lstrip() for q in questions]  # leading spaces only waste window room
-    enc = tokenizer(questions, add_special_tokens=False, truncation=True, max_length=max_query_length + 1,
-                    return_offsets_mapping=True, return_length=True)
-    for i in np.flatnonzero(np.asarray(enc["length"]) > max_query_length):  # the few long ones
-        questions[i] = questions[i][: enc["offset_mapping"][i][max_query_length][0]]
-    return questions
-
-
 def tokenize(examples: Examples, tokenizer, *, max_seq_length: int = 384, doc_stride: int = 128,
              max_query_length: int = 64) -> Features:
     """Tokenise all examples into windows with labels (first gold answer) and context offsets."""
@@ -113,69 +101,167 @@ def tokenize(examples: Examples, tokenizer, *, max_seq_length: int = 384, doc_st
     # first and the question second. The arrays are padded on the right all the same: batching
     # trims windows to their length and the fused attention kernel masks by length.
     question_first = tokenizer.padding_side == "right"
-    questions = _truncate_questions(examples.questions, tokenizer, max_query_length)
-    pair = (questions, examples.contexts) if question_first else (examples.contexts, questions)
-    windows = _encode_windows(tokenizer, *pair, truncate="only_second" if question_first else "only_first",
-                              max_length=max_seq_length, stride=doc_stride)
-    input_ids, token_type_ids, attention_mask, offsets, sequence_ids, example_index = windows
+    windows = _encode_windows(tokenizer, examples.questions, examples.contexts, question_first=question_first,
+                              max_length=max_seq_length, stride=doc_stride, max_query_length=max_query_length)
+    input_ids, token_type_ids, attention_mask, offsets, sequence_ids, example_index, context_start = windows
     # Context tokens: the context's sequence id, whatever the token types say (RoBERTa has none).
     is_context = sequence_ids == (1 if question_first else 0)
     offsets = np.where(is_context[..., None], offsets, -1).astype(np.int32)
     cls_index = _cls_index(input_ids, tokenizer)
     start_positions, end_positions = _label_windows(examples, example_index, offsets, is_context, cls_index,
-                                                    doc_stride)
+                                                    context_start)
     return Features(input_ids, token_type_ids, attention_mask, offsets, example_index, cls_index,
                     start_positions, end_positions)
 
 
+def _truncate_questions(questions: list[str], backend, max_query_length: int) -> list:
+    """Question encodings of at most `max_query_length` tokens. A longer question is cut where its first
+    token past the limit starts and encoded again: a character that becomes several tokens (a Hangul
+    syllable split into jamo, say) is kept whole or not at all."""
+    questions = [q.lstrip() for q in questions]  # leading spaces only waste window room
+    encodings = backend.encode_batch(questions, add_special_tokens=False)
+    long = [i for i, e in enumerate(encodings) if len(e) > max_query_length]  # the few long ones
+    cut = [questions[i][: encodings[i].offsets[max_query_length][0]] for i in long]
+    for i, encoding in zip(long, backend.encode_batch(cut, add_special_tokens=False)):
+        encoding.truncate(max_query_length)  # a cut that tokenises longer still
+        encodings[i] = encoding
+    return encodings
+
+
 @contextlib.contextmanager
-def _backend_settings(tokenizer, truncation: dict):
-    """The Rust tokenizer with `truncation` and no padding for a block, its own settings restored after."""
+def _plain_backend(tokenizer):
+    """The Rust tokenizer without truncation or padding for a block, its own settings restored after."""
     backend = tokenizer.backend_tokenizer
     saved_truncation, saved_padding = backend.truncation, backend.padding
-    backend.enable_truncation(**truncation)
+    backend.no_truncation()
     backend.no_padding()
     try:
         yield backend
     finally:
-        backend.enable_truncation(**saved_truncation) if saved_truncation else backend.no_truncation()
-        backend.enable_padding(**saved_padding) if saved_padding else backend.no_padding()
+        if saved_truncation:
+            backend.enable_truncation(**saved_truncation)
+        if saved_padding:
+            backend.enable_padding(**saved_padding)
 
 
-def _encode_windows(tokenizer, first: list[str], second: list[str], *, truncate: str, max_length: int, stride: int):
-    """All windows of all (first, second) pairs from one batched call of the Rust tokenizer, as padded
-    [windows, max_length] arrays: ids, token types, attention mask, offsets [.., 2], sequence ids (-1 for
-    special tokens and padding) and each window's example. The same encodings `tokenizer(...,
-    return_overflowing_tokens=True)` makes (a test holds them equal), read straight from the Rust
-    objects: `transformers` would first turn every window, padding included, into Python lists."""
-    truncation = {"max_length": max_length, "stride": stride, "strategy": truncate,
-                  "direction": tokenizer.truncation_side}
-    with _backend_settings(tokenizer, truncation) as backend:
-        encodings = backend.encode_batch(list(zip(first, second)), add_special_tokens=True)
-    windows = list(itertools.chain.from_iterable([e, *e.overflowing] for e in encodings))
-    example_index = np.repeat(np.arange(len(encodings), dtype=np.int32),
-                              [1 + len(e.overflowing) for e in encodings])
-    lengths = np.fromiter(map(len, windows), np.int64, len(windows))
-    filled = np.arange(max_length) < lengths[:, None]  # row-major order = the order of the flat tokens
+@dataclasses.dataclass
+class _PairTemplate:
+    """Where the tokenizer's post-processor puts its special tokens around a pair (A, B): `prefix`,
+    `middle` and `suffix` hold their (ids, type ids, offsets), `type_a`/`type_b` the sequences' types."""
+
+    prefix: tuple
+    middle: tuple
+    suffix: tuple
+    type_a: int
+    type_b: int
+
+    @classmethod
+    def probe(cls, backend, name) -> _PairTemplate:
+        encoding = backend.encode("a", "b", add_special_tokens=True)
+        sequence = np.array([-1 if s is None else s for s in encoding.sequence_ids])
+        in_a, in_b = np.flatnonzero(sequence == 0), np.flatnonzero(sequence == 1)
+        if (not len(in_a) or not len(in_b) or in_a[-1] - in_a[0] + 1 != len(in_a)
+                or in_b[-1] - in_b[0] + 1 != len(in_b) or in_a[-1] > in_b[0]):
+            raise ModelError(f"{name}: the tokenizer's pair template is not [specials] A [specials] B [specials] "
+                             f"(probe gave sequence ids {sequence.tolist()}); jaxqa cannot build windows for it")
+        ids, types, offsets = (np.asarray(encoding.ids), np.asarray(encoding.type_ids),
+                               np.asarray(encoding.offsets).reshape(-1, 2))
+
+        def part(lo, hi):
+            return ids[lo:hi], types[lo:hi], offsets[lo:hi]
+
+        return cls(part(0, in_a[0]), part(in_a[-1] + 1, in_b[0]), part(in_b[-1] + 1, len(ids)),
+                   int(types[in_a[0]]), int(types[in_b[0]]))
+
+    @property
+    def n_special(self) -> int:
+        return len(self.prefix[0]) + len(self.middle[0]) + len(self.suffix[0])
+
+
+def _flat_tokens(encodings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token ids, offsets [.., 2] and lengths of encodings, concatenated."""
+    lengths = np.fromiter(map(len, encodings), np.int64, len(encodings))
     total = int(lengths.sum())
+    ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), np.int32, total)
+    offsets = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(e.offsets for e in encodings)),
+                          np.int32, 2 * total).reshape(total, 2)
+    return ids, offsets, lengths
 
-    def padded(flat, pad, dtype=np.int32):
-        out = np.full((len(windows), max_length) + flat.shape[1:], pad, dtype)
-        out[filled] = flat
+
+def _ragged_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenation of the ranges [start, start + length) without a Python loop."""
+    ends = np.cumsum(lengths)
+    return np.repeat(starts - (ends - lengths), lengths) + np.arange(int(ends[-1]) if len(ends) else 0)
+
+
+def _encode_windows(tokenizer, questions: list[str], contexts: list[str], *, question_first: bool,
+                    max_length: int, stride: int, max_query_length: int):
+    """All windows of all (question, context) pairs as padded [windows, max_length] arrays: ids, token
+    types, attention mask, offsets [.., 2], sequence ids (-1 for special tokens and padding), each window's
+    example and the index of its first context token in the whole context.
+
+    Each distinct context is tokenised once (SQuAD asks ~6 questions per paragraph), each question once;
+    the windows are then cut and joined with the tokenizer's special tokens in NumPy. They equal what
+    `tokenizer(question, context, truncation="only_second", stride=..., return_overflowing_tokens=True)`
+    returns (a test holds them equal): a fast tokenizer encodes the two sequences of a pair apart and
+    then slides a window of `room = max_length - question - specials` tokens over the context, each next
+    window `room - stride` tokens further."""
+    with _plain_backend(tokenizer) as backend:
+        template = _PairTemplate.probe(backend, tokenizer.name_or_path)
+        question_encodings = _truncate_questions(questions, backend, max_query_length)
+        context_of, example_context = _distinct(contexts)
+        context_encodings = backend.encode_batch(context_of, add_special_tokens=False)
+    q_ids, q_offsets, q_len = _flat_tokens(question_encodings)
+    c_ids, c_offsets, c_len_of = _flat_tokens(context_encodings)
+    c_len = c_len_of[example_context]
+    room = max_length - template.n_special - q_len
+    step = np.maximum(room - stride, 1)
+    n_windows = np.where(c_len > room, 1 + -(-(c_len - room) // step), 1)
+    example_index = np.repeat(np.arange(len(questions), dtype=np.int32), n_windows)
+    first_window = np.cumsum(n_windows) - n_windows
+    context_start = (np.arange(len(example_index)) - first_window[example_index]) * step[example_index]
+    context_len = np.minimum(room[example_index], c_len[example_index] - context_start)
+    # One source table (specials, all question tokens, all distinct contexts' tokens); each window is five
+    # ranges of it: prefix, first sequence, middle, second sequence, suffix.
+    specials = [template.prefix, template.middle, template.suffix]
+    n_prefix, n_middle, n_suffix = (len(s[0]) for s in specials)
+    q_source = template.n_special + np.cumsum(q_len) - q_len
+    c_source = template.n_special + len(q_ids) + (np.cumsum(c_len_of) - c_len_of)[example_context]
+    q_range = (q_source[example_index], q_len[example_index])
+    c_range = (c_source[example_index] + context_start, context_len)
+    first, second = (q_range, c_range) if question_first else (c_range, q_range)
+    zeros = np.zeros_like(context_start)
+    starts = np.stack([zeros, first[0], zeros + n_prefix, second[0], zeros + n_prefix + n_middle], axis=1)
+    lengths = np.stack([zeros + n_prefix, first[1], zeros + n_middle, second[1], zeros + n_suffix], axis=1)
+    tokens = _ragged_ranges(starts.ravel(), lengths.ravel())
+    q_seq, c_seq = (0, 1) if question_first else (1, 0)
+    q_type, c_type = (template.type_a, template.type_b) if question_first else (template.type_b, template.type_a)
+
+    def source(special_field: int, question_field, context_field):
+        return np.concatenate([*(s[special_field] for s in specials), question_field, context_field])
+
+    ids = source(0, q_ids, c_ids)
+    types = source(1, np.full(len(q_ids), q_type), np.full(len(c_ids), c_type))
+    offsets = source(2, q_offsets, c_offsets)
+    sequence_ids = np.concatenate([np.full(template.n_special, -1), np.full(len(q_ids), q_seq),
+                                   np.full(len(c_ids), c_seq)])
+    filled = np.arange(max_length) < lengths.sum(axis=1)[:, None]  # row-major order = the order of the tokens
+
+    def padded(field, pad, dtype=np.int32):
+        out = np.full((len(example_index), max_length) + field.shape[1:], pad, dtype)
+        out[filled] = field[tokens]
         return out
 
-    def flat(field):
-        return np.fromiter(itertools.chain.from_iterable(getattr(w, field) for w in windows), np.int32, total)
+    return (padded(ids, tokenizer.pad_token_id or 0), padded(types, tokenizer.pad_token_type_id),
+            filled.astype(np.int32), padded(offsets, 0), padded(sequence_ids, -1, np.int8), example_index,
+            context_start)
 
-    input_ids = padded(flat("ids"), tokenizer.pad_token_id or 0)
-    token_type_ids = padded(flat("type_ids"), tokenizer.pad_token_type_id)
-    offsets = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(w.offsets for w in windows)),
-                          np.int32, 2 * total).reshape(total, 2)
-    sequence_ids = np.array(list(itertools.chain.from_iterable(w.sequence_ids for w in windows)),
-                            dtype=np.float32)  # None (special tokens) -> nan
-    sequence_ids = np.nan_to_num(sequence_ids, nan=-1).astype(np.int8)
-    return (input_ids, token_type_ids, filled.astype(np.int32), padded(offsets, 0), padded(sequence_ids, -1, np.int8),
-            example_index)
+
+def _distinct(texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """The distinct texts in first-seen order, and each text's index among them."""
+    index: dict[str, int] = {}
+    of_text = np.fromiter((index.setdefault(t, len(index)) for t in texts), np.int64, len(texts))
+    return list(index), of_text
 
 
 def _cls_index(input_ids: np.ndarray, tokenizer) -> np.ndarray:
@@ -183,11 +269,11 @@ def _cls_index(input_ids: np.ndarray, tokenizer) -> np.ndarray:
     return np.where(is_cls.any(axis=1), is_cls.argmax(axis=1), 0).astype(np.int32)
 
 
-def _label_windows(examples: Examples, example_index, offsets, is_context, cls_index, doc_stride: int):
+def _label_windows(examples: Examples, example_index, offsets, is_context, cls_index, context_start):
     """Token start/end of the first gold answer per window: the smallest token span covering the answer's
     characters (the tokens overlapping it; characters no token holds, like spaces or stripped accents,
     count for nothing), in the windows that hold that whole span; CLS elsewhere and when unanswerable."""
-    n_rows, seq = offsets.shape[:2]
+    seq = offsets.shape[1]
     has_answer = np.array([bool(t) for t in examples.answer_texts], dtype=bool)
     char_start = np.array([s[0] if s else -1 for s in examples.answer_starts], dtype=np.int64)
     char_end = char_start + np.array([len(t[0]) if t else 0 for t in examples.answer_texts])
@@ -197,14 +283,10 @@ def _label_windows(examples: Examples, example_index, offsets, is_context, cls_i
     positions = np.arange(seq)
     start_tok = np.where(overlaps, positions, seq).min(axis=1)
     end_tok = np.where(overlaps, positions, -1).max(axis=1)
-    # Index of each window's tokens in the example's whole context: window j starts j * (room - stride)
-    # tokens in, where room is the first window's context length. Offsets cannot tell tokens apart
-    # (the jamo of one Hangul syllable share its offsets) and a window may start inside a character.
-    rows = np.arange(n_rows)
-    first_row = np.searchsorted(example_index, example_index)  # windows of an example are consecutive
-    context_start = is_context.argmax(axis=1)
-    room = is_context.sum(axis=1)[first_row]
-    shift = (rows - first_row) * np.maximum(room - doc_stride, 1) - context_start
+    # Spans compare by token index in the example's whole context (`context_start` is that of each window's
+    # first context token), not by offsets: the jamo of one Hangul syllable share its offsets, and a
+    # window may start inside a character.
+    shift = context_start - is_context.argmax(axis=1)
     found = overlaps.any(axis=1)
     first_global = np.where(found, start_tok + shift, np.iinfo(np.int64).max)
     last_global = np.where(found, end_tok + shift, -1)

@@ -135,9 +135,9 @@ def test_feature_cache_returns_the_same_features_and_misses_on_any_change(tmp_pa
 
 @pytest.mark.parametrize("kind", ["bert", "roberta", "xlm-roberta", "albert", "chinese"])
 def test_windows_read_from_rust_equal_transformers_call(kind, family_tokenizers, data_dir):
-    """The windows jaxqa reads straight from the Rust encodings equal what `tokenizer(...,
-    return_overflowing_tokens=True, padding="max_length")` returns, field by field, for every
-    tokenizer kind (WordPiece, byte-level BPE, Unigram, Chinese), and the tokenizer's own
+    """The windows jaxqa cuts from each distinct context's tokens and joins with the pair template equal
+    what `tokenizer(..., return_overflowing_tokens=True, padding="max_length")` returns, field by field,
+    for every tokenizer kind (WordPiece, byte-level BPE, Unigram, Chinese), and the tokenizer's own
     truncation/padding settings are left as they were."""
     from jaxqa.features import _encode_windows
 
@@ -148,15 +148,21 @@ def test_windows_read_from_rust_equal_transformers_call(kind, family_tokenizers,
         tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, Path) else tokenizer
     examples = load_examples(data_dir / data).select(range(150))
     backend_before = (tokenizer.backend_tokenizer.truncation, tokenizer.backend_tokenizer.padding)
-    ours = _encode_windows(tokenizer, examples.questions, examples.contexts, truncate="only_second",
-                           max_length=192, stride=48)
+    questions = [q.lstrip() for q in examples.questions]  # as jaxqa feeds them (no question is cut here)
+    ours = _encode_windows(tokenizer, examples.questions, examples.contexts, question_first=True,
+                           max_length=192, stride=48, max_query_length=100)
     assert (tokenizer.backend_tokenizer.truncation, tokenizer.backend_tokenizer.padding) == backend_before
-    enc = tokenizer(examples.questions, examples.contexts, truncation="only_second", max_length=192, stride=48,
+    enc = tokenizer(questions, examples.contexts, truncation="only_second", max_length=192, stride=48,
                     return_overflowing_tokens=True, return_offsets_mapping=True, return_token_type_ids=True,
                     padding="max_length", padding_side="right")
     sequence_ids = np.array([[-1 if s is None else s for s in e.sequence_ids] for e in enc.encodings])
-    expected = (enc["input_ids"], enc["token_type_ids"], enc["attention_mask"], enc["offset_mapping"], sequence_ids,
+    # tokenizers gives the context of every overflow window type id 1 even where the pair template says 0
+    # (XLM-R, which has one token type); jaxqa keeps the template's type in every window.
+    types = np.asarray(enc["token_type_ids"])
+    types = np.where(sequence_ids == 1, types[0][sequence_ids[0] == 1][0], types)
+    expected = (enc["input_ids"], types, enc["attention_mask"], enc["offset_mapping"], sequence_ids,
                 enc["overflow_to_sample_mapping"])
     assert len(ours[0]) > len(examples)  # some examples need several windows
+    assert len(set(examples.contexts)) < len(examples) / 2  # contexts are shared: each is tokenised once
     for name, got, want in zip(("ids", "types", "mask", "offsets", "sequence ids", "example"), ours, expected):
         np.testing.assert_array_equal(got, np.asarray(want), err_msg=name)
