@@ -183,6 +183,16 @@ def constrain(x: jax.Array, names: tuple[str | None, ...]) -> jax.Array:
     return jax.lax.with_sharding_constraint(x, logical_to_spec(names, x.shape, dict(mesh.shape)))
 
 
+def batch_split(batch: int) -> int:
+    """How many devices the current mesh splits a `batch`-row activation over (1 outside a mesh)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or not set(AXES) <= set(mesh.axis_names):
+        return 1
+    axes = logical_to_spec(("batch",), (batch,), dict(mesh.shape))[0]
+    axes = () if axes is None else (axes,) if isinstance(axes, str) else axes
+    return math.prod(mesh.shape[a] for a in axes)
+
+
 # --- batches and multi-host ----------------------------------------------------------------------
 
 def local_rows(mesh: Mesh, global_batch: int) -> np.ndarray:

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-# Dropout masks come from the RBG generator: its bits cost a fraction of threefry's on CPU
-# (~10% of a MiniLM train step); the state stores raw key data of this implementation.
+# Dropout keys are of the RBG implementation (the state stores its raw key data); each dropout call
+# draws two seed words from them, and the masks are hashes of positions (`jaxqa.models.dropout`).
 DROPOUT_PRNG = "rbg"
 
 

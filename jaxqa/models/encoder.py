@@ -24,8 +24,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxqa.errors import ModelError
+from jaxqa.models.attention import attention
+from jaxqa.models.dropout import Dropout, seeds_from
 from jaxqa.models.families import FAMILIES, SUPPORTED, Family
-from jaxqa.sharding import constrain
+from jaxqa.sharding import batch_split, constrain
 
 _ACTIVATIONS = {
     "gelu": functools.partial(jax.nn.gelu, approximate=False),
@@ -173,7 +175,7 @@ class Embeddings(nnx.Module):
             self.token_type = nnx.Embed(cfg.type_vocab_size, width,
                                         embedding_init=_named(init, "types", "embed"), dtype=dtype, rngs=rngs)
         self.norm = _layer_norm(cfg, rngs, dtype, width)
-        self.dropout = nnx.Dropout(cfg.hidden_dropout_prob)
+        self.dropout = Dropout(cfg.hidden_dropout_prob)
 
     def __call__(self, input_ids, token_type_ids, attention_mask, *, deterministic: bool, rngs):
         if self.family.positions_after_padding:  # RoBERTa: pad_token_id + 1, + 2, ... over real tokens
@@ -191,38 +193,34 @@ class Embeddings(nnx.Module):
 class SelfAttention(nnx.Module):
     """Multi-head self-attention + output projection + residual LayerNorm (BERT's block half).
 
-    Two paths. Plain (the default, as BERT was trained): einsums with dropout on the attention
-    probabilities. Fused (`fused=True`): `jax.nn.dot_product_attention`, which runs cuDNN's flash
-    kernel on GPUs and XLA's fused attention elsewhere, but has no dropout on the probabilities."""
+    `jaxqa.models.attention` with dropout on the attention probabilities (as BERT was trained), in
+    blocks of batch rows on CPU (one row per device at a time, so the scores stay in cache) and in
+    one block elsewhere. `fused=True` drops that dropout; on GPUs it then runs
+    `jax.nn.dot_product_attention` (cuDNN's flash kernel), which has none."""
 
     def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, fused: bool = False):
         self.num_heads, self.fused = cfg.num_attention_heads, fused
         self.qkv = _dense(cfg, cfg.hidden_size, 3 * cfg.hidden_size, rngs, dtype, ("embed", "qkv"))
         self.out = _dense(cfg, cfg.hidden_size, cfg.hidden_size, rngs, dtype, ("heads", "embed"))
         self.norm = _layer_norm(cfg, rngs, dtype)
-        self.attention_dropout = nnx.Dropout(cfg.attention_probs_dropout_prob)
-        self.dropout = nnx.Dropout(cfg.hidden_dropout_prob if cfg.family.attention_output_dropout else 0.0)
+        self.attention_dropout = cfg.attention_probs_dropout_prob
+        self.dropout = Dropout(cfg.hidden_dropout_prob if cfg.family.attention_output_dropout else 0.0)
 
     def __call__(self, x, mask: tuple, *, deterministic: bool, rngs):
         batch, seq, hidden = x.shape
         head_dim = hidden // self.num_heads
         mask_bias, key_lengths = mask
-        if self.fused:  # [batch, seq, heads, head_dim]; padding is at the end, so lengths mask it
+        if self.fused and jax.default_backend() == "gpu":  # [batch, seq, heads, head_dim]; lengths mask padding
             q, k, v = jnp.moveaxis(self.qkv(x).reshape(batch, seq, 3, self.num_heads, head_dim), 2, 0)
             context = jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=key_lengths)
-            projected = self.dropout(self.out(context.reshape(batch, seq, hidden)), deterministic=deterministic,
-                                     rngs=rngs)
-            return self.norm(x + projected)
-        # Heads-major [3, batch, heads, seq, head_dim]: XLA's batched matmuls run 1.2-2.6x faster on
-        # CPU in this layout than with heads in the middle (measured on MiniLM shapes).
-        qkv = self.qkv(x).reshape(batch, seq, 3, self.num_heads, head_dim).transpose(2, 0, 3, 1, 4)
-        qkv = constrain(qkv, (None, "batch", "heads", "length", None))  # attention runs head-parallel
-        q, k, v = qkv[0], qkv[1], qkv[2]
-        scores = jnp.einsum("bhqd,bhkd->bhqk", q, k) / jnp.sqrt(head_dim).astype(q.dtype)
-        probs = jax.nn.softmax(scores.astype(jnp.float32) + mask_bias, axis=-1).astype(x.dtype)
-        probs = self.attention_dropout(probs, deterministic=deterministic, rngs=rngs)
-        context = jnp.einsum("bhqk,bhkd->bhqd", probs, v).transpose(0, 2, 1, 3).reshape(batch, seq, hidden)
-        projected = self.dropout(self.out(context), deterministic=deterministic, rngs=rngs)
+        else:  # heads-major [3, batch, heads, seq, head_dim]: XLA's batched matmuls are fastest so on CPU
+            qkv = self.qkv(x).reshape(batch, seq, 3, self.num_heads, head_dim).transpose(2, 0, 3, 1, 4)
+            qkv = constrain(qkv, (None, "batch", "heads", "length", None))  # attention runs head-parallel
+            rate = 0.0 if deterministic or self.fused else self.attention_dropout
+            blocks = batch // batch_split(batch) if jax.default_backend() == "cpu" else 1
+            context = attention(qkv[0], qkv[1], qkv[2], mask_bias, dropout_rate=rate,
+                                seeds=seeds_from(rngs) if rate else None, blocks=blocks).transpose(0, 2, 1, 3)
+        projected = self.dropout(self.out(context.reshape(batch, seq, hidden)), deterministic=deterministic, rngs=rngs)
         return self.norm(x + projected)
 
 
@@ -232,7 +230,7 @@ class FeedForward(nnx.Module):
         self.intermediate = _dense(cfg, cfg.hidden_size, cfg.intermediate_size, rngs, dtype, ("embed", "mlp"))
         self.output = _dense(cfg, cfg.intermediate_size, cfg.hidden_size, rngs, dtype, ("mlp", "embed"))
         self.norm = _layer_norm(cfg, rngs, dtype)
-        self.dropout = nnx.Dropout(cfg.hidden_dropout_prob if cfg.family.ffn_output_dropout else 0.0)
+        self.dropout = Dropout(cfg.hidden_dropout_prob if cfg.family.ffn_output_dropout else 0.0)
 
     def __call__(self, x, *, deterministic: bool, rngs):
         h = self.output(constrain(self.activation(self.intermediate(x)), ("batch", "length", "mlp")))
@@ -290,7 +288,7 @@ class EncoderForQuestionAnswering(nnx.Module):
                  remat: bool = False):
         self.config = cfg
         self.encoder = Encoder(cfg, rngs=rngs, dtype=dtype, fused_attention=fused_attention, remat=remat)
-        self.qa_dropout = nnx.Dropout(cfg.qa_dropout)
+        self.qa_dropout = Dropout(cfg.qa_dropout)
         self.qa_outputs = _dense(cfg, cfg.hidden_size, 2, rngs, dtype, ("embed", "classes"))
 
     def __call__(self, input_ids, token_type_ids, attention_mask, *, deterministic: bool = True, rngs=None):

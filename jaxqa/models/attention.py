@@ -1,0 +1,113 @@
+"""Multi-head attention with dropout on the probabilities, computed in blocks of batch rows, that
+stores no [batch, heads, seq, seq] tensor for the backward pass.
+
+Why: written as einsum -> softmax -> dropout -> einsum, attention writes and reads several
+[batch, heads, seq, seq] tensors (scores, probabilities, the dropout mask, their gradients) through
+main memory; for MiniLM at 384 positions that is 113 MB each, per layer, and on a 2-core CPU it was
+~1.6 of a ~3.6 s train step while the dense matmuls ran near the machine's peak. Here the forward
+pass keeps only the output and the log-sum-exp of each query row (as flash attention does), the
+dropout mask is a hash of each element's position (`jaxqa.models.dropout`) and is made again in the
+backward pass, and the work goes in blocks whose [heads, seq, seq] scores stay in cache: on CPU one
+batch row per device per block (3.3x faster forward + backward on MiniLM shapes), on accelerators
+the whole batch in one block (their memory bandwidth is not the limit; the residuals are still
+O(seq) per row instead of O(seq^2)).
+
+Block i holds rows i, i + n, i + 2n, ... (n = blocks): when the batch is split over devices, every
+device then works on its own rows in every block.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jaxqa.models.dropout import keep_scale
+from jaxqa.sharding import constrain
+
+_BLOCK_NAMES = (None, "batch", "heads", "length", None)  # [block, rows, heads, seq, head_dim]
+
+
+def attention(q, k, v, mask_bias, *, dropout_rate: float = 0.0, seeds=None, blocks: int = 1):
+    """Softmax(q k^T / sqrt(d) + mask_bias) v, with dropout on the probabilities. q, k, v are
+    [batch, heads, seq, head_dim]; `mask_bias` [batch, 1, 1, seq] is 0 for real keys and very negative
+    for padding; `seeds` (uint32 [2]) pick the dropout mask; `blocks` must divide the batch."""
+    if q.shape[0] % blocks:
+        raise ValueError(f"attention blocks {blocks} must divide the batch {q.shape[0]}")
+    seeds = jnp.zeros(2, jnp.uint32) if seeds is None else seeds
+    return _attention(q, k, v, mask_bias, seeds, float(dropout_rate), blocks)
+
+
+def _split(x, blocks: int):
+    """[batch, ...] -> [blocks, batch // blocks, ...]; block i holds rows i, i + blocks, ..."""
+    x = x.reshape(x.shape[0] // blocks, blocks, *x.shape[1:]).swapaxes(0, 1)
+    return constrain(x, _BLOCK_NAMES[: x.ndim]) if x.ndim >= 4 else x
+
+
+def _join(x):
+    return x.swapaxes(0, 1).reshape(-1, *x.shape[2:])
+
+
+def _over_blocks(fn, blocks: int, *arrays):
+    """`fn` on each block of `arrays` in turn (a loop: one block's scores are live at a time), joined."""
+    split = [_split(a, blocks) for a in arrays]
+    if blocks == 1:
+        return tuple(fn(*(a[0] for a in split)))
+    return tuple(_join(x) for x in jax.lax.map(lambda xs: fn(*xs), tuple(split)))
+
+
+def _scores(q, k, mask_bias):
+    scale = 1.0 / float(q.shape[-1]) ** 0.5
+    return jnp.einsum("bhqd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32) * scale + mask_bias
+
+
+def _keep(seeds, rows, q, rate: float):
+    return keep_scale(seeds, rows, (q.shape[1], q.shape[2], q.shape[2]), rate)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _attention(q, k, v, mask_bias, seeds, rate, blocks):
+    return _forward(q, k, v, mask_bias, seeds, rate, blocks)[0]
+
+
+def _forward(q, k, v, mask_bias, seeds, rate, blocks):
+    rows = jax.lax.iota(jnp.uint32, q.shape[0])
+
+    def block(q, k, v, mask_bias, rows):
+        scores = _scores(q, k, mask_bias)
+        row_max = jnp.max(scores, axis=-1, keepdims=True)
+        exp = jnp.exp(scores - row_max)
+        total = jnp.sum(exp, axis=-1, keepdims=True)
+        kept = exp * _keep(seeds, rows, q, rate) if rate else exp
+        out = jnp.einsum("bhqk,bhkd->bhqd", kept.astype(v.dtype), v, preferred_element_type=jnp.float32) / total
+        return out.astype(q.dtype), (row_max + jnp.log(total))[..., 0]
+
+    out, log_sum_exp = _over_blocks(block, blocks, q, k, v, mask_bias, rows)
+    return out, (q, k, v, mask_bias, seeds, out, log_sum_exp)
+
+
+def _backward(rate, blocks, residuals, d_out):
+    q, k, v, mask_bias, seeds, out, log_sum_exp = residuals
+    rows = jax.lax.iota(jnp.uint32, q.shape[0])
+    # sum_k p_k dp_k per query row: equal to rowsum(d_out * out) with or without dropout.
+    delta = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1)
+    scale = 1.0 / float(q.shape[-1]) ** 0.5
+
+    def block(q, k, v, mask_bias, rows, log_sum_exp, d_out, delta):
+        probs = jnp.exp(_scores(q, k, mask_bias) - log_sum_exp[..., None])
+        keep = _keep(seeds, rows, q, rate) if rate else None
+        kept = probs * keep if rate else probs
+        d_v = jnp.einsum("bhqk,bhqd->bhkd", kept.astype(d_out.dtype), d_out, preferred_element_type=jnp.float32)
+        d_probs = jnp.einsum("bhqd,bhkd->bhqk", d_out, v, preferred_element_type=jnp.float32)
+        d_probs = d_probs * keep if rate else d_probs
+        d_scores = (probs * (d_probs - delta[..., None]) * scale).astype(q.dtype)
+        d_q = jnp.einsum("bhqk,bhkd->bhqd", d_scores, k, preferred_element_type=jnp.float32)
+        d_k = jnp.einsum("bhqk,bhqd->bhkd", d_scores, q, preferred_element_type=jnp.float32)
+        return d_q.astype(q.dtype), d_k.astype(k.dtype), d_v.astype(v.dtype)
+
+    d_q, d_k, d_v = _over_blocks(block, blocks, q, k, v, mask_bias, rows, log_sum_exp, d_out, delta)
+    return d_q, d_k, d_v, jnp.zeros_like(mask_bias), None
+
+
+_attention.defvjp(_forward, _backward)
