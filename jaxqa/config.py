@@ -84,9 +84,9 @@ class RunConfig:
     export_hf_dir: str | None = _f(None, "where the final model is written in Hugging Face format "
                                    "(default: output_dir/model)")
     # Speed and memory
-    attention_dropout: bool = _f(True, "dropout on attention probabilities, as BERT was trained (plain attention); "
-                                 "false: the fused jax.nn.dot_product_attention kernel (cuDNN flash attention on "
-                                 "GPU), which has no such dropout")
+    attention_dropout: bool = _f(True, "dropout on attention probabilities, as BERT was trained; false: none, and "
+                                 "on GPU the fused jax.nn.dot_product_attention kernel (cuDNN flash attention), "
+                                 "which has no such dropout")
     gradient_checkpointing: bool = _f(False, "recompute each layer's activations in the backward pass: less memory, "
                                       "~1/3 more compute")
     gradient_accumulation_steps: int = _f(1, "micro-batches per optimizer step (global batch = per-device batch x "
