@@ -41,8 +41,8 @@ def test_blocked_attention_equals_plain_forward_and_gradients(rate, blocks):
         return jax.jit(jax.value_and_grad(lambda q, k, v: jnp.sum(fn(q, k, v) * d_out), argnums=(0, 1, 2)))
 
     want, want_grads = loss(lambda q, k, v: _reference(q, k, v, mask_bias, rate))(q, k, v)
-    got, got_grads = loss(lambda q, k, v: attention(q, k, v, mask_bias, dropout_rate=rate, seeds=SEEDS,
-                                                    blocks=blocks))(q, k, v)
+    got, got_grads = loss(lambda q, k, v: attention(jnp.stack([q, k, v], axis=1), mask_bias, dropout_rate=rate,
+                                                    seeds=SEEDS, blocks=blocks))(q, k, v)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
     for name, g, w in zip("qkv", got_grads, want_grads):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5, err_msg=f"d{name}")
@@ -53,7 +53,7 @@ def test_attention_without_dropout_equals_jax_dot_product_attention():
     lengths = jnp.array([40, 31, 17, 1])
     want = jax.nn.dot_product_attention(*(x.transpose(0, 2, 1, 3) for x in (q, k, v)),
                                         key_value_seq_lengths=lengths).transpose(0, 2, 1, 3)
-    np.testing.assert_allclose(attention(q, k, v, mask_bias, blocks=2), want, atol=2e-6)
+    np.testing.assert_allclose(attention(jnp.stack([q, k, v], axis=1), mask_bias, blocks=2), want, atol=2e-6)
 
 
 def test_dropout_mask_keeps_the_right_share_and_is_uncorrelated():

@@ -13,7 +13,9 @@ the whole batch in one block (their memory bandwidth is not the limit; the resid
 O(seq) per row instead of O(seq^2)).
 
 Block i holds rows i, i + n, i + 2n, ... (n = blocks): when the batch is split over devices, every
-device then works on its own rows in every block.
+device then works on its own rows in every block. q, k and v travel as one [batch, 3, heads, seq,
+head_dim] tensor: a block reads its rows in one piece and the backward pass writes the three
+gradients into one, instead of concatenating them through memory (~0.15 s of a MiniLM step).
 """
 
 from __future__ import annotations
@@ -26,35 +28,40 @@ import jax.numpy as jnp
 from jaxqa.models.dropout import keep_scale
 from jaxqa.sharding import constrain
 
-_BLOCK_NAMES = (None, "batch", "heads", "length", None)  # [block, rows, heads, seq, head_dim]
+# Logical names of the arrays split into blocks: [block, rows, ...].
+_QKV_NAMES = (None, "batch", None, "heads", "length", None)  # [.., 3, heads, seq, head_dim]
+_HEADS_NAMES = (None, "batch", "heads", "length", None)  # [.., heads, seq, head_dim]
 
 
-def attention(q, k, v, mask_bias, *, dropout_rate: float = 0.0, seeds=None, blocks: int = 1):
-    """Softmax(q k^T / sqrt(d) + mask_bias) v, with dropout on the probabilities. q, k, v are
-    [batch, heads, seq, head_dim]; `mask_bias` [batch, 1, 1, seq] is 0 for real keys and very negative
-    for padding; `seeds` (uint32 [2]) pick the dropout mask; `blocks` must divide the batch."""
-    if q.shape[0] % blocks:
-        raise ValueError(f"attention blocks {blocks} must divide the batch {q.shape[0]}")
+def attention(qkv, mask_bias, *, dropout_rate: float = 0.0, seeds=None, blocks: int = 1):
+    """Softmax(q k^T / sqrt(d) + mask_bias) v, with dropout on the probabilities, [batch, heads, seq,
+    head_dim]. `qkv` [batch, 3, heads, seq, head_dim] holds q, k, v (one tensor: a block reads its row
+    in one piece, and the backward pass writes the three gradients into one); `mask_bias` [batch, 1,
+    1, seq] is 0 for real keys and very negative for padding; `seeds` (uint32 [2]) pick the dropout
+    mask; `blocks` must divide the batch."""
+    if qkv.shape[0] % blocks:
+        raise ValueError(f"attention blocks {blocks} must divide the batch {qkv.shape[0]}")
     seeds = jnp.zeros(2, jnp.uint32) if seeds is None else seeds
-    return _attention(q, k, v, mask_bias, seeds, float(dropout_rate), blocks)
+    return _attention(qkv, mask_bias, seeds, float(dropout_rate), blocks)
 
 
-def _split(x, blocks: int):
+def _split(x, blocks: int, names=None):
     """[batch, ...] -> [blocks, batch // blocks, ...]; block i holds rows i, i + blocks, ..."""
     x = x.reshape(x.shape[0] // blocks, blocks, *x.shape[1:]).swapaxes(0, 1)
-    return constrain(x, _BLOCK_NAMES[: x.ndim]) if x.ndim >= 4 else x
+    return constrain(x, names) if names else x
 
 
 def _join(x):
     return x.swapaxes(0, 1).reshape(-1, *x.shape[2:])
 
 
-def _over_blocks(fn, blocks: int, *arrays):
-    """`fn` on each block of `arrays` in turn (a loop: one block's scores are live at a time), joined."""
-    split = [_split(a, blocks) for a in arrays]
+def _over_blocks(fn, blocks: int, arrays: dict):
+    """`fn` on each block of `arrays` ({name: (array, logical names or None)}) in turn (a loop: one
+    block's scores are live at a time), the results joined."""
+    split = {key: _split(x, blocks, names) for key, (x, names) in arrays.items()}
     if blocks == 1:
-        return tuple(fn(*(a[0] for a in split)))
-    return tuple(_join(x) for x in jax.lax.map(lambda xs: fn(*xs), tuple(split)))
+        return tuple(fn(**{key: x[0] for key, x in split.items()}))
+    return tuple(_join(x) for x in jax.lax.map(lambda xs: fn(**xs), split))
 
 
 def _scores(q, k, mask_bias):
@@ -66,15 +73,16 @@ def _keep(seeds, rows, q, rate: float):
     return keep_scale(seeds, rows, (q.shape[1], q.shape[2], q.shape[2]), rate)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
-def _attention(q, k, v, mask_bias, seeds, rate, blocks):
-    return _forward(q, k, v, mask_bias, seeds, rate, blocks)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def _attention(qkv, mask_bias, seeds, rate, blocks):
+    return _forward(qkv, mask_bias, seeds, rate, blocks)[0]
 
 
-def _forward(q, k, v, mask_bias, seeds, rate, blocks):
-    rows = jax.lax.iota(jnp.uint32, q.shape[0])
+def _forward(qkv, mask_bias, seeds, rate, blocks):
+    rows = jax.lax.iota(jnp.uint32, qkv.shape[0])
 
-    def block(q, k, v, mask_bias, rows):
+    def block(qkv, mask_bias, rows):
+        q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]
         scores = _scores(q, k, mask_bias)
         row_max = jnp.max(scores, axis=-1, keepdims=True)
         exp = jnp.exp(scores - row_max)
@@ -83,18 +91,20 @@ def _forward(q, k, v, mask_bias, seeds, rate, blocks):
         out = jnp.einsum("bhqk,bhkd->bhqd", kept.astype(v.dtype), v, preferred_element_type=jnp.float32) / total
         return out.astype(q.dtype), (row_max + jnp.log(total))[..., 0]
 
-    out, log_sum_exp = _over_blocks(block, blocks, q, k, v, mask_bias, rows)
-    return out, (q, k, v, mask_bias, seeds, out, log_sum_exp)
+    out, log_sum_exp = _over_blocks(block, blocks, {"qkv": (qkv, _QKV_NAMES), "mask_bias": (mask_bias, None),
+                                                    "rows": (rows, None)})
+    return out, (qkv, mask_bias, seeds, out, log_sum_exp)
 
 
 def _backward(rate, blocks, residuals, d_out):
-    q, k, v, mask_bias, seeds, out, log_sum_exp = residuals
-    rows = jax.lax.iota(jnp.uint32, q.shape[0])
+    qkv, mask_bias, seeds, out, log_sum_exp = residuals
+    rows = jax.lax.iota(jnp.uint32, qkv.shape[0])
     # sum_k p_k dp_k per query row: equal to rowsum(d_out * out) with or without dropout.
     delta = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1)
-    scale = 1.0 / float(q.shape[-1]) ** 0.5
+    scale = 1.0 / float(qkv.shape[-1]) ** 0.5
 
-    def block(q, k, v, mask_bias, rows, log_sum_exp, d_out, delta):
+    def block(qkv, mask_bias, rows, log_sum_exp, d_out, delta):
+        q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]
         probs = jnp.exp(_scores(q, k, mask_bias) - log_sum_exp[..., None])
         keep = _keep(seeds, rows, q, rate) if rate else None
         kept = probs * keep if rate else probs
@@ -104,10 +114,13 @@ def _backward(rate, blocks, residuals, d_out):
         d_scores = (probs * (d_probs - delta[..., None]) * scale).astype(q.dtype)
         d_q = jnp.einsum("bhqk,bhkd->bhqd", d_scores, k, preferred_element_type=jnp.float32)
         d_k = jnp.einsum("bhqk,bhqd->bhkd", d_scores, q, preferred_element_type=jnp.float32)
-        return d_q.astype(q.dtype), d_k.astype(k.dtype), d_v.astype(v.dtype)
+        return (jnp.stack([d_q, d_k, d_v], axis=1).astype(qkv.dtype),)
 
-    d_q, d_k, d_v = _over_blocks(block, blocks, q, k, v, mask_bias, rows, log_sum_exp, d_out, delta)
-    return d_q, d_k, d_v, jnp.zeros_like(mask_bias), None
+    (d_qkv,) = _over_blocks(block, blocks, {
+        "qkv": (qkv, _QKV_NAMES), "mask_bias": (mask_bias, None), "rows": (rows, None),
+        "log_sum_exp": (log_sum_exp, _HEADS_NAMES[:4]), "d_out": (d_out, _HEADS_NAMES),
+        "delta": (delta, _HEADS_NAMES[:4])})
+    return d_qkv, jnp.zeros_like(mask_bias), None
 
 
 _attention.defvjp(_forward, _backward)

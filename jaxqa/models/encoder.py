@@ -213,13 +213,13 @@ class SelfAttention(nnx.Module):
         if self.fused and jax.default_backend() == "gpu":  # [batch, seq, heads, head_dim]; lengths mask padding
             q, k, v = jnp.moveaxis(self.qkv(x).reshape(batch, seq, 3, self.num_heads, head_dim), 2, 0)
             context = jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=key_lengths)
-        else:  # heads-major [3, batch, heads, seq, head_dim]: XLA's batched matmuls are fastest so on CPU
-            qkv = self.qkv(x).reshape(batch, seq, 3, self.num_heads, head_dim).transpose(2, 0, 3, 1, 4)
-            qkv = constrain(qkv, (None, "batch", "heads", "length", None))  # attention runs head-parallel
+        else:  # heads-major [batch, 3, heads, seq, head_dim]: XLA's batched matmuls are fastest so on CPU
+            qkv = self.qkv(x).reshape(batch, seq, 3, self.num_heads, head_dim).transpose(0, 2, 3, 1, 4)
+            qkv = constrain(qkv, ("batch", None, "heads", "length", None))  # attention runs head-parallel
             rate = 0.0 if deterministic or self.fused else self.attention_dropout
             blocks = batch // batch_split(batch) if jax.default_backend() == "cpu" else 1
-            context = attention(qkv[0], qkv[1], qkv[2], mask_bias, dropout_rate=rate,
-                                seeds=seeds_from(rngs) if rate else None, blocks=blocks).transpose(0, 2, 1, 3)
+            context = attention(qkv, mask_bias, dropout_rate=rate, seeds=seeds_from(rngs) if rate else None,
+                                blocks=blocks).transpose(0, 2, 1, 3)
         projected = self.dropout(self.out(context.reshape(batch, seq, hidden)), deterministic=deterministic, rngs=rngs)
         return self.norm(x + projected)
 
