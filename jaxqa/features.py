@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import itertools
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -103,15 +104,14 @@ def tokenize(examples: Examples, tokenizer, *, max_seq_length: int = 384, doc_st
     question_first = tokenizer.padding_side == "right"
     windows = _encode_windows(tokenizer, examples.questions, examples.contexts, question_first=question_first,
                               max_length=max_seq_length, stride=doc_stride, max_query_length=max_query_length)
-    input_ids, token_type_ids, attention_mask, offsets, sequence_ids, example_index, context_start = windows
     # Context tokens: the context's sequence id, whatever the token types say (RoBERTa has none).
-    is_context = sequence_ids == (1 if question_first else 0)
-    offsets = np.where(is_context[..., None], offsets, -1).astype(np.int32)
-    cls_index = _cls_index(input_ids, tokenizer)
-    start_positions, end_positions = _label_windows(examples, example_index, offsets, is_context, cls_index,
-                                                    context_start)
-    return Features(input_ids, token_type_ids, attention_mask, offsets, example_index, cls_index,
-                    start_positions, end_positions)
+    is_context = windows.sequence_ids == (1 if question_first else 0)
+    offsets = np.where(is_context[..., None], windows.offsets, -1).astype(np.int32)
+    cls_index = _cls_index(windows.input_ids, tokenizer)
+    start_positions, end_positions = _label_windows(examples, windows.example_index, offsets, is_context, cls_index,
+                                                    windows.context_start)
+    return Features(windows.input_ids, windows.token_type_ids, windows.attention_mask, offsets, windows.example_index,
+                    cls_index, start_positions, end_positions)
 
 
 def _truncate_questions(questions: list[str], backend, max_query_length: int) -> list:
@@ -146,12 +146,15 @@ def _plain_backend(tokenizer):
 
 @dataclasses.dataclass
 class _PairTemplate:
-    """Where the tokenizer's post-processor puts its special tokens around a pair (A, B): `prefix`,
-    `middle` and `suffix` hold their (ids, type ids, offsets), `type_a`/`type_b` the sequences' types."""
+    """The special tokens the tokenizer's post-processor puts around a pair (A, B): `ids`, `types` and
+    `offsets` of all of them in order (the first `n_prefix` before A, the next `n_middle` between A
+    and B, the rest after B), and the token types of A and B."""
 
-    prefix: tuple
-    middle: tuple
-    suffix: tuple
+    ids: np.ndarray
+    types: np.ndarray
+    offsets: np.ndarray
+    n_prefix: int
+    n_middle: int
     type_a: int
     type_b: int
 
@@ -164,18 +167,27 @@ class _PairTemplate:
                 or in_b[-1] - in_b[0] + 1 != len(in_b) or in_a[-1] > in_b[0]):
             raise ModelError(f"{name}: the tokenizer's pair template is not [specials] A [specials] B [specials] "
                              f"(probe gave sequence ids {sequence.tolist()}); jaxqa cannot build windows for it")
-        ids, types, offsets = (np.asarray(encoding.ids), np.asarray(encoding.type_ids),
-                               np.asarray(encoding.offsets).reshape(-1, 2))
-
-        def part(lo, hi):
-            return ids[lo:hi], types[lo:hi], offsets[lo:hi]
-
-        return cls(part(0, in_a[0]), part(in_a[-1] + 1, in_b[0]), part(in_b[-1] + 1, len(ids)),
+        special = sequence < 0
+        types = np.asarray(encoding.type_ids)
+        return cls(np.asarray(encoding.ids)[special], types[special],
+                   np.asarray(encoding.offsets).reshape(-1, 2)[special], int(in_a[0]), int(in_b[0] - in_a[-1] - 1),
                    int(types[in_a[0]]), int(types[in_b[0]]))
 
     @property
     def n_special(self) -> int:
-        return len(self.prefix[0]) + len(self.middle[0]) + len(self.suffix[0])
+        return len(self.ids)
+
+
+class _Windows(NamedTuple):
+    """Padded [windows, max_length] arrays of `_encode_windows`, and per-window facts."""
+
+    input_ids: np.ndarray
+    token_type_ids: np.ndarray
+    attention_mask: np.ndarray
+    offsets: np.ndarray  # [.., 2]
+    sequence_ids: np.ndarray  # 0 first text, 1 second, -1 special tokens and padding
+    example_index: np.ndarray
+    context_start: np.ndarray  # index of the window's first context token in the whole context
 
 
 def _flat_tokens(encodings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -195,10 +207,8 @@ def _ragged_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def _encode_windows(tokenizer, questions: list[str], contexts: list[str], *, question_first: bool,
-                    max_length: int, stride: int, max_query_length: int):
-    """All windows of all (question, context) pairs as padded [windows, max_length] arrays: ids, token
-    types, attention mask, offsets [.., 2], sequence ids (-1 for special tokens and padding), each window's
-    example and the index of its first context token in the whole context.
+                    max_length: int, stride: int, max_query_length: int) -> _Windows:
+    """All windows of all (question, context) pairs (`_Windows`).
 
     Each distinct context is tokenised once (SQuAD asks ~6 questions per paragraph), each question once;
     the windows are then cut and joined with the tokenizer's special tokens in NumPy. They equal what
@@ -223,8 +233,8 @@ def _encode_windows(tokenizer, questions: list[str], contexts: list[str], *, que
     context_len = np.minimum(room[example_index], c_len[example_index] - context_start)
     # One source table (specials, all question tokens, all distinct contexts' tokens); each window is five
     # ranges of it: prefix, first sequence, middle, second sequence, suffix.
-    specials = [template.prefix, template.middle, template.suffix]
-    n_prefix, n_middle, n_suffix = (len(s[0]) for s in specials)
+    n_prefix, n_middle = template.n_prefix, template.n_middle
+    n_suffix = template.n_special - n_prefix - n_middle
     q_source = template.n_special + np.cumsum(q_len) - q_len
     c_source = template.n_special + len(q_ids) + (np.cumsum(c_len_of) - c_len_of)[example_context]
     q_range = (q_source[example_index], q_len[example_index])
@@ -236,13 +246,9 @@ def _encode_windows(tokenizer, questions: list[str], contexts: list[str], *, que
     tokens = _ragged_ranges(starts.ravel(), lengths.ravel())
     q_seq, c_seq = (0, 1) if question_first else (1, 0)
     q_type, c_type = (template.type_a, template.type_b) if question_first else (template.type_b, template.type_a)
-
-    def source(special_field: int, question_field, context_field):
-        return np.concatenate([*(s[special_field] for s in specials), question_field, context_field])
-
-    ids = source(0, q_ids, c_ids)
-    types = source(1, np.full(len(q_ids), q_type), np.full(len(c_ids), c_type))
-    offsets = source(2, q_offsets, c_offsets)
+    ids = np.concatenate([template.ids, q_ids, c_ids])
+    types = np.concatenate([template.types, np.full(len(q_ids), q_type), np.full(len(c_ids), c_type)])
+    offsets = np.concatenate([template.offsets, q_offsets, c_offsets])
     sequence_ids = np.concatenate([np.full(template.n_special, -1), np.full(len(q_ids), q_seq),
                                    np.full(len(c_ids), c_seq)])
     filled = np.arange(max_length) < lengths.sum(axis=1)[:, None]  # row-major order = the order of the tokens
@@ -252,9 +258,9 @@ def _encode_windows(tokenizer, questions: list[str], contexts: list[str], *, que
         out[filled] = field[tokens]
         return out
 
-    return (padded(ids, tokenizer.pad_token_id or 0), padded(types, tokenizer.pad_token_type_id),
-            filled.astype(np.int32), padded(offsets, 0), padded(sequence_ids, -1, np.int8), example_index,
-            context_start)
+    return _Windows(padded(ids, tokenizer.pad_token_id or 0), padded(types, tokenizer.pad_token_type_id),
+                    filled.astype(np.int32), padded(offsets, 0), padded(sequence_ids, -1, np.int8), example_index,
+                    context_start)
 
 
 def _distinct(texts: list[str]) -> tuple[list[str], np.ndarray]:

@@ -64,9 +64,12 @@ def _over_blocks(fn, blocks: int, arrays: dict):
     return tuple(_join(x) for x in jax.lax.map(lambda xs: fn(**xs), split))
 
 
+def _scale(head_dim: int) -> float:
+    return 1.0 / float(head_dim) ** 0.5
+
+
 def _scores(q, k, mask_bias):
-    scale = 1.0 / float(q.shape[-1]) ** 0.5
-    return jnp.einsum("bhqd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32) * scale + mask_bias
+    return jnp.einsum("bhqd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32) * _scale(q.shape[-1]) + mask_bias
 
 
 def _keep(seeds, rows, q, rate: float):
@@ -101,7 +104,7 @@ def _backward(rate, blocks, residuals, d_out):
     rows = jax.lax.iota(jnp.uint32, qkv.shape[0])
     # sum_k p_k dp_k per query row: equal to rowsum(d_out * out) with or without dropout.
     delta = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1)
-    scale = 1.0 / float(qkv.shape[-1]) ** 0.5
+    scale = _scale(qkv.shape[-1])
 
     def block(qkv, mask_bias, rows, log_sum_exp, d_out, delta):
         q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]
