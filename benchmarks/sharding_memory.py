@@ -16,23 +16,23 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")  
 import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
-import types  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from jaxqa import sharding, train_state, weights  # noqa: E402
-from jaxqa.models.bert import BertConfig  # noqa: E402
+from jaxqa.config import RunConfig
+from jaxqa.models.encoder import EncoderConfig  # noqa: E402
 
-OPT = types.SimpleNamespace(seed=0, dtype="float32", learning_rate=5e-5, weight_decay=0.01, adam_beta1=0.9,
-                            adam_beta2=0.999, adam_epsilon=1e-8, max_grad_norm=1.0, warmup_ratio=0.1, warmup_steps=0)
-BERT_LARGE = BertConfig(vocab_size=30522, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+OPT = RunConfig(seed=0, dtype="float32", learning_rate=5e-5, weight_decay=0.01, adam_beta1=0.9,
+                  adam_beta2=0.999, adam_epsilon=1e-8, max_grad_norm=1.0, warmup_ratio=0.1, warmup_steps=0)
+BERT_LARGE = EncoderConfig(vocab_size=30522, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
                         intermediate_size=4096)
 MESHES = ["data=8", "fsdp=8", "tensor=8", "data=2,fsdp=2,tensor=2"]
 
 
-def abstract_state(model_config: BertConfig):
+def abstract_state(model_config: EncoderConfig):
     """The TrainState as shape structs (with parameter metadata): what create_train_state would build."""
     graphdef, params = nnx.split(nnx.eval_shape(lambda: train_state.build_model(model_config)), nnx.Param)
     tx, schedule = train_state.make_optimizer(OPT, 100)

@@ -1,5 +1,8 @@
+"""`python -m jaxqa`: the run flags (as run_qa.py), or a subcommand: `answer`, `report`, `compare`."""
+
 import sys
 
 from jaxqa.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

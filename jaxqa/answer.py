@@ -1,5 +1,6 @@
 """One-shot question answering from Python: a question and a context of any length in, the answer
-text, its character span and its score out.
+text, its character span, its score (start + end logit) and its probability (softmax over the n-best
+spans and "no answer", as Hugging Face's pipeline reports) out.
 
     from jaxqa.answer import QuestionAnswerer
     qa = QuestionAnswerer.from_pretrained("out/model")       # a fine-tuned jaxqa/HF QA directory
@@ -8,26 +9,16 @@ text, its character span and its score out.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from jaxqa import batching, decode, steps
+from jaxqa import sharding, steps
 from jaxqa.data import Examples
-from jaxqa.features import Features, load_tokenizer, tokenize
-
-
-def scatter_logits(features: Features, plan: list[batching.Batch], outputs, max_seq_length: int):
-    """Per-batch (start, end) logits back in window order, [windows, max_seq_length], -inf past
-    each batch's length; filler rows are dropped."""
-    start = np.full((len(features), max_seq_length), -np.inf, np.float32)
-    end = np.full((len(features), max_seq_length), -np.inf, np.float32)
-    for batch_plan, (s, e) in zip(plan, outputs):
-        real = batch_plan.rows >= 0
-        start[batch_plan.rows[real], : batch_plan.seq_len] = np.asarray(s)[real]
-        end[batch_plan.rows[real], : batch_plan.seq_len] = np.asarray(e)[real]
-    return start, end
+from jaxqa.features import load_tokenizer, tokenize
+from jaxqa.inference import Predictor
 
 
 class QuestionAnswerer:
@@ -35,13 +26,14 @@ class QuestionAnswerer:
 
     def __init__(self, graphdef, params, tokenizer, *, max_seq_length: int = 384, doc_stride: int = 128,
                  max_query_length: int = 64, max_answer_length: int = 30, batch_size: int = 32,
-                 null_score_diff_threshold: float | None = None):
+                 null_score_diff_threshold: float | None = None, n_best_size: int = 20):
         self.tokenizer = tokenizer
         self.settings = dict(max_seq_length=max_seq_length, doc_stride=doc_stride, max_query_length=max_query_length)
-        self.max_answer_length, self.batch_size = max_answer_length, batch_size
-        self.null_score_diff_threshold = null_score_diff_threshold
+        self.null_score_diff_threshold, self.n_best_size = null_score_diff_threshold, n_best_size
         self.params = params
-        self._forward = jax.jit(lambda p, batch: steps.forward(graphdef, p, batch))
+        forward = jax.jit(lambda p, batch: steps.forward(graphdef, p, batch))
+        mesh = sharding.make_mesh(jax.devices()[:1])
+        self.predictor = Predictor(forward, mesh, batch_size, max_seq_length, max_answer_length=max_answer_length)
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, **settings) -> QuestionAnswerer:
@@ -55,17 +47,14 @@ class QuestionAnswerer:
         examples = Examples([str(i) for i in range(n)], list(questions), list(contexts), [[] for _ in range(n)],
                             [[] for _ in range(n)], np.zeros(n, bool))
         features = tokenize(examples, self.tokenizer, **self.settings)
-        plan = batching.plan_batches(features.lengths, self.batch_size,
-                                     max_seq_length=self.settings["max_seq_length"])
-        arrays = features.model_inputs()
-        outputs = [self._forward(self.params, batching.gather(arrays, b)) for b in plan]
-        start, end = scatter_logits(features, plan, outputs, self.settings["max_seq_length"])
-        found = decode.decode(contexts, start, end, features.offsets, features.example_index,
-                              max_answer_length=self.max_answer_length, cls_index=features.cls_index,
-                              null_score_diff_threshold=self.null_score_diff_threshold)
+        # The null score is always decoded, so that "no answer" takes its share of the probability; with
+        # no threshold given it never wins (an infinite threshold).
+        threshold = math.inf if self.null_score_diff_threshold is None else self.null_score_diff_threshold
+        found = self.predictor.answers(self.params, list(contexts), features, null_score_diff_threshold=threshold,
+                                       n_best_size=self.n_best_size)
         return [{"answer": text, "start": int(c0) if text else -1, "end": int(c0) + len(text) if text else -1,
-                 "score": float(score)}
-                for text, c0, score in zip(found.texts, found.char_start, found.best_score)]
+                 "score": float(score), "probability": round(float(p), 6)}
+                for text, c0, score, p in zip(found.texts, found.char_start, found.best_score, found.probability())]
 
     def __call__(self, question: str, context: str) -> dict:
         return self.answer_batch([question], [context])[0]

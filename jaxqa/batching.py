@@ -51,8 +51,8 @@ def plan_batches(lengths: np.ndarray, batch_size: int, *, max_seq_length: int,
 def gather(arrays: dict[str, np.ndarray], batch: Batch) -> dict[str, np.ndarray]:
     """Rows of `arrays` for one batch, [batch, seq] ones cut to the batch's length.
 
-    Filler rows repeat a real row (so every row has a valid mask and finite loss) with weight 0.
-    """
+    Filler rows repeat a real row (so every row has a valid mask) with weight 0; their labels may lie
+    past the cut, and the loss selects weight-0 rows out (`steps.summed_loss`)."""
     rows = np.maximum(batch.rows, 0)
     out = {name: array[rows, : batch.seq_len] if array.ndim == 2 else array[rows]
            for name, array in arrays.items()}

@@ -10,7 +10,9 @@ import argparse
 import dataclasses
 import json
 import logging
+import signal
 import sys
+import threading
 import typing
 from pathlib import Path
 
@@ -107,7 +109,8 @@ def _silent(*_args, **_kwargs) -> None:
 
 def run(config: RunConfig, *, announce=print) -> dict:
     from jaxqa import sharding
-    from jaxqa.trainer import Trainer, write_json
+    from jaxqa.run_log import write_json
+    from jaxqa.trainer import Trainer
 
     trainer = Trainer(config)
     if not sharding.is_main_process():  # multi-host: process 0 speaks for all
@@ -144,9 +147,9 @@ def run(config: RunConfig, *, announce=print) -> dict:
 
 def dry_run(trainer, announce=print) -> dict:
     """Compile the train step for the largest batch shape and report the memory it needs; no training."""
-    from jaxqa import compilation
+    from jaxqa import compilation, run_setup
 
-    plan = trainer._plan(trainer.train_features, trainer.train_batch, epoch=0)
+    plan = run_setup.plan(trainer.config, trainer.train_features, trainer.train_batch, epoch=0)
     largest = max(b.seq_len for b in plan)
     report = trainer.compile_train_steps([largest])  # raises, naming what to change, when it does not fit
     announce(f"dry run: a train step of {trainer.train_batch} x {largest} tokens on mesh {dict(trainer.mesh.shape)} "
@@ -172,7 +175,7 @@ def summary_table(results: dict, steps: int) -> str:
 def answer_main(argv: list[str]) -> int:
     """`python -m jaxqa answer --model DIR --question Q (--context TEXT | --context_file F)`: one answer as JSON."""
     parser = argparse.ArgumentParser(prog="python -m jaxqa answer", description="Answer one question from a context "
-                                     "with a fine-tuned model; prints {answer, start, end, score} as JSON.")
+                                     "with a fine-tuned model; prints {answer, start, end, score, probability} as JSON.")
     parser.add_argument("--model", required=True, help="a model directory (e.g. OUTPUT_DIR/model) or Hub id")
     parser.add_argument("--question", required=True)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -202,10 +205,37 @@ def answer_main(argv: list[str]) -> int:
     return 0
 
 
+class _Terminated(BaseException):
+    """SIGTERM outside the train loop (which saves and stops on its own): raised like KeyboardInterrupt,
+    so no `except Exception` takes it for an error, and every `finally` clears its temporary files."""
+
+
+def _terminate(signum, _frame):
+    raise _Terminated(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["answer"]:
         return answer_main(argv[1:])
+    if argv[:1] == ["report"]:
+        from jaxqa.report import main as report_main
+
+        return report_main(argv[1:])
+    if argv[:1] == ["compare"]:
+        from jaxqa.compare import main as compare_main
+
+        return compare_main(argv[1:])
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    try:
+        return _main(argv)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     for noisy in ("absl", "jax._src", "transformers", "httpx"):
@@ -227,4 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("jaxqa: interrupted", file=sys.stderr)
         return 130
+    except _Terminated as stop:
+        print(f"jaxqa: stopped by {stop} outside the train loop (loading, compiling, evaluating or exporting); "
+              "every file written so far is whole, none half-written. Run the same command again (with "
+              "--resume_from_checkpoint auto if OUTPUT_DIR/checkpoints holds one)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     return 0

@@ -42,12 +42,6 @@ def enable_cache(directory: str | Path) -> None:
         enable_cache.listening = True
 
 
-def cache_dir_for(config) -> str | None:
-    if (config.compilation_cache_dir or "").lower() == "none":
-        return None
-    return config.compilation_cache_dir or str(Path(config.output_dir).absolute().parent / ".jax_cache")
-
-
 def compile_all(step, state, batches: dict[int, dict], program_dir: Path | None = None,
                 identity: str = "") -> tuple[dict, dict]:
     """({seq_len: compiled step}, report) for abstract `batches` keyed by sequence length. With

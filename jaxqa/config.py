@@ -13,33 +13,41 @@ from jaxqa.errors import ConfigError
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
 
 
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help, **kw})
+def _f(default, help: str, *, identity: bool = False, in_program: bool = True, inert: str | None = None):
+    """A setting, and its role. `identity`: part of what makes a training run that run (resuming with it
+    changed is refused). `in_program=False`: says only where outputs go or when to log or save, so it is
+    not part of the traced train step (a saved program is named by the others). `inert`: a Hugging Face
+    flag accepted with no effect here, and why."""
+    if inert:
+        help = f"accepted; changes nothing: {inert}"
+    return field(default=default, metadata={"help": help, "identity": identity, "in_program": in_program,
+                                            "inert": inert})
 
 
 @dataclasses.dataclass
 class RunConfig:
     # Model
     model_name_or_path: str | None = _f(None, "Hugging Face checkpoint directory or Hub id "
-                                        "(default: the packaged MiniLM-L6-H384)")
+                                        "(default: the packaged MiniLM-L6-H384)", identity=True)
     config_name: str | None = _f(None, "config.json (or its directory) of a model to train from random "
-                                 "initialisation, when no --model_name_or_path is given")
+                                 "initialisation, when no --model_name_or_path is given", identity=True)
     tokenizer_name: str | None = _f(None, "tokenizer directory or Hub id, if not the model's")
     cache_dir: str | None = _f(None, "where Hub downloads are cached")
-    dtype: Literal["float32", "bfloat16"] = _f("float32", "compute dtype (parameters stay float32)")
+    dtype: Literal["float32", "bfloat16"] = _f("float32", "compute dtype (parameters stay float32)", identity=True)
     # Data
-    train_file: str | None = _f(None, "SQuAD-format JSON (nested or flat) or JSON lines for training")
+    train_file: str | None = _f(None, "SQuAD-format JSON (nested or flat) or JSON lines for training", identity=True)
     validation_file: str | None = _f(None, "SQuAD-format file to evaluate on")
     test_file: str | None = _f(None, "SQuAD-format file to predict on (answers not needed)")
-    max_train_samples: int | None = _f(None, "keep only the first N training examples")
+    max_train_samples: int | None = _f(None, "keep only the first N training examples", identity=True)
     max_eval_samples: int | None = _f(None, "keep only the first N evaluation examples")
     max_predict_samples: int | None = _f(None, "keep only the first N prediction examples")
     on_bad_record: Literal["error", "skip"] = _f("error", "a malformed record stops the run (error) or is left "
                                                  "out, counted by kind in data_report.json and listed in "
                                                  "skipped_records.jsonl (skip)")
-    max_seq_length: int = _f(384, "tokens per window (question + context + special tokens)")
-    doc_stride: int = _f(128, "tokens of overlap between the windows of a long context")
-    max_query_length: int = _f(64, "questions are cut to this many tokens")
+    max_seq_length: int = _f(384, "tokens per window (question + context + special tokens)", identity=True)
+    doc_stride: int = _f(128, "tokens of overlap between the windows of a long context", identity=True)
+    max_query_length: int = _f(64, "questions are cut to this many tokens (counted per file in the log and "
+                               "data_report.json)", identity=True)
     max_answer_length: int = _f(30, "longest answer span, in tokens, that decoding may return")
     n_best_size: int = _f(20, "spans per question kept in nbest_predictions.json")
     version_2_with_negative: bool = _f(False, "some questions have no answer (SQuAD v2.0): predict \"\" when "
@@ -47,50 +55,51 @@ class RunConfig:
     null_score_diff_threshold: float = _f(0.0, "v2: answer \"\" when null score - best span score exceeds this")
     metric: Literal["auto", "squad", "squad_v2", "cmrc"] = _f("auto", "scoring: auto picks squad_v2 for data with "
                                                               "unanswerable questions, cmrc for Chinese, else squad")
-    pad_to_max_length: bool = _f(False, "pad every batch to max_seq_length instead of length buckets")
-    bucket_width: int = _f(64, "length buckets are multiples of this many tokens")
+    pad_to_max_length: bool = _f(False, "pad every batch to max_seq_length instead of length buckets", identity=True)
+    bucket_width: int = _f(64, "length buckets are multiples of this many tokens", identity=True)
     # What to do
     do_train: bool = _f(False, "fine-tune on --train_file")
     do_eval: bool = _f(False, "evaluate on --validation_file")
     do_predict: bool = _f(False, "write predictions for --test_file")
     eval_before_training: bool = _f(False, "also evaluate the model before fine-tuning, for comparison")
-    output_dir: str = _f("jaxqa_output", "where predictions, metrics and logs are written")
+    output_dir: str = _f("jaxqa_output", "where predictions, metrics and logs are written", in_program=False)
     # Optimisation (names and defaults as in Hugging Face TrainingArguments)
     per_device_train_batch_size: int = _f(8, "training examples per device per step")
     per_device_eval_batch_size: int = _f(32, "evaluation examples per device per step")
-    learning_rate: float = _f(5e-5, "peak AdamW learning rate")
-    weight_decay: float = _f(0.0, "AdamW weight decay (never on biases and LayerNorm)")
-    adam_beta1: float = _f(0.9, "AdamW beta1")
-    adam_beta2: float = _f(0.999, "AdamW beta2")
-    adam_epsilon: float = _f(1e-8, "AdamW epsilon")
-    max_grad_norm: float = _f(1.0, "clip gradients to this global norm (0: no clipping)")
-    num_train_epochs: float = _f(3.0, "passes over the training features (fractions allowed)")
-    warmup_ratio: float = _f(0.0, "share of steps with linearly rising learning rate")
-    warmup_steps: int = _f(0, "warmup steps (overrides --warmup_ratio when > 0)")
-    logging_steps: int = _f(50, "log loss, learning rate and throughput every N steps")
-    seed: int = _f(42, "seed for initialisation, shuffling and dropout")
+    learning_rate: float = _f(5e-5, "peak AdamW learning rate", identity=True)
+    weight_decay: float = _f(0.0, "AdamW weight decay (never on biases and LayerNorm)", identity=True)
+    adam_beta1: float = _f(0.9, "AdamW beta1", identity=True)
+    adam_beta2: float = _f(0.999, "AdamW beta2", identity=True)
+    adam_epsilon: float = _f(1e-8, "AdamW epsilon", identity=True)
+    max_grad_norm: float = _f(1.0, "clip gradients to this global norm (0: no clipping)", identity=True)
+    num_train_epochs: float = _f(3.0, "passes over the training features (fractions allowed)", identity=True)
+    warmup_ratio: float = _f(0.0, "share of steps with linearly rising learning rate", identity=True)
+    warmup_steps: int = _f(0, "warmup steps (overrides --warmup_ratio when > 0)", identity=True)
+    logging_steps: int = _f(50, "every N steps, log the loss (mean over those N steps), learning rate and "
+                            "throughput", in_program=False)
+    seed: int = _f(42, "seed for initialisation, shuffling and dropout", identity=True)
     # Checkpoints and evaluation during training
     save_steps: int = _f(500, "save a checkpoint (Orbax, asynchronous) every N steps; also at the end and on "
-                         "SIGTERM/SIGINT")
+                         "SIGTERM/SIGINT", in_program=False)
     save_total_limit: int | None = _f(2, "keep the newest N checkpoints (plus the best one by "
-                                      "--metric_for_best_model); none: keep all")
+                                      "--metric_for_best_model); none: keep all", in_program=False)
     eval_steps: int | None = _f(None, "with --do_eval, also evaluate every N steps during training (the "
-                                "checkpoint of that step records the metrics)")
+                                "checkpoint of that step records the metrics)", in_program=False)
     metric_for_best_model: str = _f("f1", "eval metric whose best checkpoint is kept beyond --save_total_limit")
     resume_from_checkpoint: str | None = _f(None, "'auto': continue from the newest complete checkpoint in "
-                                            "--output_dir; or a checkpoint directory (output_dir/checkpoints/STEP)")
+                                            "--output_dir; or a checkpoint directory (output_dir/checkpoints/STEP)", in_program=False)
     overwrite_output_dir: bool = _f(False, "start afresh in an --output_dir that holds another run's checkpoints "
-                                    "(deletes them)")
+                                    "(deletes them)", in_program=False)
     export_hf_dir: str | None = _f(None, "where the final model is written in Hugging Face format "
                                    "(default: output_dir/model)")
     # Speed and memory
-    attention_dropout: bool = _f(True, "dropout on attention probabilities, as BERT was trained; false: none, and "
-                                 "on GPU the fused jax.nn.dot_product_attention kernel (cuDNN flash attention), "
-                                 "which has no such dropout")
+    attention_dropout: bool = _f(True, "dropout on attention probabilities, as BERT was trained; false: none, "
+                                 "and on a CUDA GPU in bf16/fp16 with a head size cuDNN takes, cuDNN flash "
+                                 "attention (which has no such dropout); the log names the kernel", identity=True)
     gradient_checkpointing: bool = _f(False, "recompute each layer's activations in the backward pass: less memory, "
                                       "~1/3 more compute")
     gradient_accumulation_steps: int = _f(1, "micro-batches per optimizer step (global batch = per-device batch x "
-                                          "data x fsdp x this); the batch is split inside the jitted step")
+                                          "data x fsdp x this); the batch is split inside the jitted step", identity=True)
     # Hugging Face run_qa.py flags: accepted with the same meaning, or said to change nothing here
     dataset_name: str | None = _f(None, "a QA dataset on the Hugging Face Hub (e.g. squad, squad_v2), read through "
                                   "the optional `datasets` package; its splits replace --train_file etc.")
@@ -98,24 +107,24 @@ class RunConfig:
     model_revision: str = _f("main", "branch, tag or commit of a Hub model")
     token: str | None = _f(None, "Hugging Face Hub token (private models, --push_to_hub)")
     use_auth_token: bool = _f(False, "use the token saved by `huggingface-cli login` (the default anyway)")
-    trust_remote_code: bool = _f(False, "accepted; changes nothing: jaxqa never runs model code from the Hub")
-    overwrite_cache: bool = _f(False, "tokenise again instead of reading the feature cache")
-    preprocessing_num_workers: int | None = _f(None, "accepted; changes nothing: the fast tokenizer's batch call "
-                                               "already uses every core")
-    adafactor: bool = _f(False, "Adafactor instead of AdamW (same schedule and clipping)")
+    trust_remote_code: bool = _f(False, "", inert="jaxqa never runs model code from the Hub")
+    overwrite_cache: bool = _f(False, "tokenise again instead of reading the feature cache", in_program=False)
+    preprocessing_num_workers: int | None = _f(None, "", inert="the fast tokenizer's batch call already uses "
+                                               "every core")
+    adafactor: bool = _f(False, "Adafactor instead of AdamW (same schedule and clipping)", identity=True)
     push_to_hub: bool = _f(False, "upload the final model to the Hugging Face Hub (needs network and a token: "
                            "checked before training starts)")
     hub_model_id: str | None = _f(None, "Hub repository for --push_to_hub (default: the output_dir's name)")
     hub_token: str | None = _f(None, "token for --push_to_hub (default: --token or the saved login)")
     # Watching and sizing a run
     compilation_cache_dir: str | None = _f(None, "JAX's persistent compilation cache, so a repeated or resumed run "
-                                           "skips compiling (default: .jax_cache beside --output_dir; 'none': off)")
+                                           "skips compiling (default: .jax_cache beside --output_dir; 'none': off)", in_program=False)
     feature_cache_dir: str | None = _f(None, "where tokenised features are cached, keyed by data, tokenizer and "
-                                       "window settings (default: .feature_cache beside --output_dir; 'none': off)")
+                                       "window settings (default: .feature_cache beside --output_dir; 'none': off)", in_program=False)
     dry_run: bool = _f(False, "compile the train step for the largest batch shape, print the memory it needs per "
-                       "device against the device's capacity, and exit")
+                       "device against the device's capacity, and exit", in_program=False)
     profile_steps: str | None = _f(None, "START:END: write a JAX profiler trace of those steps to output_dir/profile "
-                                   "(TensorBoard / Perfetto)")
+                                   "(TensorBoard / Perfetto)", in_program=False)
     # Where it runs
     accelerator: Literal["auto", "cpu", "gpu", "tpu"] = _f("auto", "JAX backend; fails if it is not present")
     mesh: str = _f("", "device mesh as axis=size over data, fsdp, tensor, e.g. data=2,fsdp=2,tensor=2 (-1: the "
@@ -164,8 +173,33 @@ class RunConfig:
 
     def inert_flags(self) -> list[str]:
         """Hugging Face flags that were set but change nothing here, each with the reason."""
-        return [f"--{f.name}: {f.metadata['help'].split('; ', 1)[1]}" for f in dataclasses.fields(self)
-                if f.metadata["help"].startswith("accepted; ") and getattr(self, f.name) not in (None, False)]
+        return [f"--{f.name}: changes nothing: {f.metadata['inert']}" for f in dataclasses.fields(self)
+                if f.metadata["inert"] and getattr(self, f.name) not in (None, False)]
+
+    def identity(self) -> dict:
+        """The settings that make a training run that run (saved in checkpoints, compared on resume)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata["identity"]}
+
+    def program_settings(self) -> dict:
+        """The settings that may shape the traced train step: what names a saved program."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata["in_program"]}
+
+    @property
+    def compilation_cache(self) -> str | None:
+        """JAX's persistent compilation cache: --compilation_cache_dir, .jax_cache beside --output_dir by
+        default, None for 'none'."""
+        return self._cache_dir(self.compilation_cache_dir, ".jax_cache")
+
+    @property
+    def feature_cache(self) -> Path | None:
+        """Tokenised features: --feature_cache_dir, .feature_cache beside --output_dir by default."""
+        where = self._cache_dir(self.feature_cache_dir, ".feature_cache")
+        return Path(where) if where else None
+
+    def _cache_dir(self, value: str | None, default_name: str) -> str | None:
+        if (value or "").lower() == "none":
+            return None
+        return value or str(Path(self.output_dir).absolute().parent / default_name)
 
     @property
     def bucket(self) -> int | None:

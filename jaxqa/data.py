@@ -33,6 +33,7 @@ class Examples:
     source: str = ""
     skipped: list[dict] = dataclasses.field(default_factory=list)  # bad records left out, with the reason
     unlabelled: list[str] = dataclasses.field(default_factory=list)  # ids of answers no training window holds
+    questions_cut: list[str] = dataclasses.field(default_factory=list)  # ids of questions cut to max_query_length
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -246,6 +247,8 @@ def file_report(examples: Examples) -> dict:
     report = {"examples": len(examples), "skipped": len(examples.skipped), "problems": problem_report(examples.skipped)}
     if examples.unlabelled:
         report["answers_in_no_window"] = {"count": len(examples.unlabelled), "ids": examples.unlabelled[:REPORT_IDS]}
+    if examples.questions_cut:
+        report["questions_cut"] = {"count": len(examples.questions_cut), "ids": examples.questions_cut[:REPORT_IDS]}
     return report
 
 

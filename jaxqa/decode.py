@@ -186,6 +186,20 @@ class Answers:
     null_odds: np.ndarray | None  # null score - best span score (v2 only)
     nbest: NBest | None = None
 
+    def probability(self) -> np.ndarray:
+        """Per example, the probability of its answer: its share of the softmax over the example's n-best
+        spans and, when decoded with a null score, "no answer" (as Hugging Face's pipeline reports); a
+        span found in several windows adds up its entries. Needs the n-best lists."""
+        if self.nbest is None:
+            raise ValueError("probabilities need the n-best lists: decode with n_best_size > 0")
+        nb, answered = self.nbest, np.array([bool(t) for t in self.texts])
+        start = np.where(answered, self.char_start, -1)
+        end = np.where(answered, start + np.array([len(t) for t in self.texts]), -1)
+        hit = (nb.char_start == start[nb.example]) & (nb.char_end == end[nb.example])
+        probability = np.zeros(len(self.texts))
+        np.add.at(probability, nb.example[hit], nb.probability[hit])
+        return probability
+
 
 def decode(contexts: list[str], start_logits, end_logits, offsets, example_index, *, max_answer_length: int = 30,
            cls_index=None, null_score_diff_threshold: float | None = None, n_best_size: int = 0) -> Answers:

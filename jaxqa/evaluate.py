@@ -3,7 +3,8 @@
     python -m jaxqa.evaluate DATA.json PREDICTIONS.json [--na-prob-file NULL_ODDS.json] [--metric auto]
 
 prints the metrics as one JSON object. DATA is SQuAD-format (nested or flat); PREDICTIONS maps
-question id -> answer text; the optional no-answer file maps id -> no-answer score (v2.0).
+question id -> answer text; the optional no-answer file maps id -> no-answer score (v2.0). A
+question of DATA without a prediction scores 0 (one warning on stderr); other ids are ignored.
 """
 
 from __future__ import annotations

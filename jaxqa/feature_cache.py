@@ -23,13 +23,6 @@ from jaxqa.features import Features, tokenize
 log = logging.getLogger("jaxqa")
 
 
-def cache_dir_for(config) -> Path | None:
-    """`--feature_cache_dir`, by default .feature_cache beside --output_dir; 'none' turns it off."""
-    if (config.feature_cache_dir or "").lower() == "none":
-        return None
-    return Path(config.feature_cache_dir or Path(config.output_dir).absolute().parent / ".feature_cache")
-
-
 def cache_key(examples: Examples, tokenizer, **settings) -> str:
     digest = hashlib.sha256()
     for column in (examples.ids, examples.questions, examples.contexts):

@@ -31,6 +31,7 @@ class Features:
     cls_index: np.ndarray  # int32 [n]: where "no answer" points
     start_positions: np.ndarray  # int32 [n]
     end_positions: np.ndarray  # int32 [n]
+    question_cut: np.ndarray | None = None  # bool [n]: the window's question was cut to max_query_length
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -70,10 +71,12 @@ def load_tokenizer(name_or_dir: str | Path, cache_dir: str | None = None):
     return tokenizer
 
 
-def check_window(max_seq_length: int, doc_stride: int, max_query_length: int, tokenizer=None,
+def check_window(max_seq_length: int, doc_stride: int, max_query_length: int | None = None, tokenizer=None,
                  model_config=None) -> None:
-    """Fail at start-up, not mid-tokenisation, when the window cannot hold question + stride, or is
-    longer than the tokenizer or the model's position table (`model_config`, if given) allows."""
+    """Fail at start-up for what no data changes: a window longer than the tokenizer or the model's position
+    table (`model_config`, if given) allows, or one with room for nothing but its special tokens.
+    `doc_stride` and `max_query_length` are checked against the real questions as they are tokenised
+    (`_check_room`): a worst-case question would refuse settings that Hugging Face runs on the same data."""
     limit = getattr(tokenizer, "model_max_length", None) or max_seq_length
     if model_config is not None:
         limit = min(limit, model_config.max_positions)
@@ -81,17 +84,38 @@ def check_window(max_seq_length: int, doc_stride: int, max_query_length: int, to
         raise ConfigError(f"--max_seq_length {max_seq_length} exceeds the model's maximum of {limit}; lower it")
     # [CLS] q [SEP] c [SEP] for BERT, <s> q </s></s> c </s> for RoBERTa, ...
     special = tokenizer.num_special_tokens_to_add(pair=True) if tokenizer is not None else 3
-    context_room = max_seq_length - max_query_length - special
-    if context_room <= 0:
-        raise ConfigError(f"--max_query_length {max_query_length} leaves no room for context: a window of "
-                          f"--max_seq_length {max_seq_length} holds {special} special tokens, the question and the context; "
-                          f"make max_query_length smaller than {max_seq_length - special - doc_stride}")
-    if context_room <= doc_stride:
-        raise ConfigError(
-            f"--doc_stride {doc_stride} leaves no room to advance: a window of --max_seq_length "
-            f"{max_seq_length} with a question of up to --max_query_length {max_query_length} tokens has "
-            f"{context_room} context tokens; make doc_stride smaller than that"
-        )
+    if max_seq_length <= special:
+        raise ConfigError(f"--max_seq_length {max_seq_length} leaves no room for a question and its context: a "
+                          f"window holds {special} special tokens; raise --max_seq_length")
+
+
+def _check_room(room: np.ndarray, c_len: np.ndarray, q_len: np.ndarray, cut: np.ndarray, *, stride: int,
+                max_length: int, n_special: int, max_query_length: int, ids: list[str] | None, source: str) -> None:
+    """ConfigError unless every example's windows can be built: its context fits the `room` its question
+    leaves (max_length - question - specials), or that room exceeds `stride` so that each next window
+    advances (the tokenizer's own call refuses exactly the others). Names the example with the least room
+    (the longest question): the fixes given for it hold for all."""
+    stuck = (c_len > room) & (room <= stride)
+    if not stuck.any():
+        return
+    worst = int(np.flatnonzero(stuck)[np.argmin(room[stuck])])
+    q, r, c = int(q_len[worst]), int(room[worst]), int(c_len[worst])
+    name = f"record {ids[worst]!r}" if ids is not None else f"example #{worst}"
+    cut_note = f" (cut to --max_query_length {max_query_length})" if cut[worst] else ""
+    window = f"a window of --max_seq_length {max_length} (with {n_special} special tokens)"
+    if r > 0:
+        problem = (f"which leaves {r} context tokens in {window}, not more than --doc_stride {stride}: the windows "
+                   f"over its {c}-token context cannot advance")
+    else:
+        problem = f"which leaves no room for context in {window}: its {c}-token context fits in no window"
+    fixes = [f"lower --doc_stride below {r}"] if r > 0 else []
+    if max_length - n_special - stride - 1 >= 1:
+        fixes.append(f"lower --max_query_length to {max_length - n_special - stride - 1}")
+    fixes.append(f"raise --max_seq_length to {q + n_special + stride + 1}")
+    n = int(stuck.sum())
+    raise ConfigError(f"{source + ': ' if source else ''}{name} has a question of {q} tokens{cut_note}, {problem}; "
+                      f"{', '.join(fixes[:-1])}{' or ' if len(fixes) > 1 else ''}{fixes[-1]}"
+                      f"{f' [{n} such records]' if n > 1 else ''}")
 
 
 def tokenize(examples: Examples, tokenizer, *, max_seq_length: int = 384, doc_stride: int = 128,
@@ -103,7 +127,8 @@ def tokenize(examples: Examples, tokenizer, *, max_seq_length: int = 384, doc_st
     # trims windows to their length and the fused attention kernel masks by length.
     question_first = tokenizer.padding_side == "right"
     windows = _encode_windows(tokenizer, examples.questions, examples.contexts, question_first=question_first,
-                              max_length=max_seq_length, stride=doc_stride, max_query_length=max_query_length)
+                              max_length=max_seq_length, stride=doc_stride, max_query_length=max_query_length,
+                              ids=examples.ids, source=examples.source)
     # Context tokens: the context's sequence id, whatever the token types say (RoBERTa has none).
     is_context = windows.sequence_ids == (1 if question_first else 0)
     offsets = np.where(is_context[..., None], windows.offsets, -1).astype(np.int32)
@@ -111,13 +136,13 @@ def tokenize(examples: Examples, tokenizer, *, max_seq_length: int = 384, doc_st
     start_positions, end_positions = _label_windows(examples, windows.example_index, offsets, is_context, cls_index,
                                                     windows.context_start)
     return Features(windows.input_ids, windows.token_type_ids, windows.attention_mask, offsets, windows.example_index,
-                    cls_index, start_positions, end_positions)
+                    cls_index, start_positions, end_positions, windows.question_cut)
 
 
-def _truncate_questions(questions: list[str], backend, max_query_length: int) -> list:
-    """Question encodings of at most `max_query_length` tokens. A longer question is cut where its first
-    token past the limit starts and encoded again: a character that becomes several tokens (a Hangul
-    syllable split into jamo, say) is kept whole or not at all."""
+def _truncate_questions(questions: list[str], backend, max_query_length: int) -> tuple[list, list[int]]:
+    """Question encodings of at most `max_query_length` tokens, and the indices of the questions cut. A
+    longer question is cut where its first token past the limit starts and encoded again: a character that
+    becomes several tokens (a Hangul syllable split into jamo, say) is kept whole or not at all."""
     questions = [q.lstrip() for q in questions]  # leading spaces only waste window room
     encodings = backend.encode_batch(questions, add_special_tokens=False)
     long = [i for i, e in enumerate(encodings) if len(e) > max_query_length]  # the few long ones
@@ -125,7 +150,7 @@ def _truncate_questions(questions: list[str], backend, max_query_length: int) ->
     for i, encoding in zip(long, backend.encode_batch(cut, add_special_tokens=False)):
         encoding.truncate(max_query_length)  # a cut that tokenises longer still
         encodings[i] = encoding
-    return encodings
+    return encodings, long
 
 
 @contextlib.contextmanager
@@ -188,6 +213,7 @@ class _Windows(NamedTuple):
     sequence_ids: np.ndarray  # 0 first text, 1 second, -1 special tokens and padding
     example_index: np.ndarray
     context_start: np.ndarray  # index of the window's first context token in the whole context
+    question_cut: np.ndarray  # bool: the window's question was cut to max_query_length
 
 
 def _flat_tokens(encodings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -207,7 +233,8 @@ def _ragged_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
 
 
 def _encode_windows(tokenizer, questions: list[str], contexts: list[str], *, question_first: bool,
-                    max_length: int, stride: int, max_query_length: int) -> _Windows:
+                    max_length: int, stride: int, max_query_length: int, ids: list[str] | None = None,
+                    source: str = "") -> _Windows:
     """All windows of all (question, context) pairs (`_Windows`).
 
     Each distinct context is tokenised once (SQuAD asks ~6 questions per paragraph), each question once;
@@ -215,16 +242,21 @@ def _encode_windows(tokenizer, questions: list[str], contexts: list[str], *, que
     `tokenizer(question, context, truncation="only_second", stride=..., return_overflowing_tokens=True)`
     returns (a test holds them equal): a fast tokenizer encodes the two sequences of a pair apart and
     then slides a window of `room = max_length - question - specials` tokens over the context, each next
-    window `room - stride` tokens further."""
+    window `room - stride` tokens further. Where that cannot be done, ConfigError names the example (its
+    id in `ids` and the file `source`, if given)."""
     with _plain_backend(tokenizer) as backend:
         template = _PairTemplate.probe(backend, tokenizer.name_or_path)
-        question_encodings = _truncate_questions(questions, backend, max_query_length)
+        question_encodings, long = _truncate_questions(questions, backend, max_query_length)
         context_of, example_context = _distinct(contexts)
         context_encodings = backend.encode_batch(context_of, add_special_tokens=False)
     q_ids, q_offsets, q_len = _flat_tokens(question_encodings)
     c_ids, c_offsets, c_len_of = _flat_tokens(context_encodings)
     c_len = c_len_of[example_context]
     room = max_length - template.n_special - q_len
+    cut = np.zeros(len(questions), dtype=bool)
+    cut[long] = True
+    _check_room(room, c_len, q_len, cut, stride=stride, max_length=max_length, n_special=template.n_special,
+                max_query_length=max_query_length, ids=ids, source=source)
     step = np.maximum(room - stride, 1)
     n_windows = np.where(c_len > room, 1 + -(-(c_len - room) // step), 1)
     example_index = np.repeat(np.arange(len(questions), dtype=np.int32), n_windows)
@@ -260,7 +292,7 @@ def _encode_windows(tokenizer, questions: list[str], contexts: list[str], *, que
 
     return _Windows(padded(ids, tokenizer.pad_token_id or 0), padded(types, tokenizer.pad_token_type_id),
                     filled.astype(np.int32), padded(offsets, 0), padded(sequence_ids, -1, np.int8), example_index,
-                    context_start)
+                    context_start, cut[example_index])
 
 
 def _distinct(texts: list[str]) -> tuple[list[str], np.ndarray]:
@@ -311,7 +343,8 @@ def checked_features(examples: Examples, tokenizer, *, training: bool, on_bad_re
     whitespace, control or combining characters) is a bad record: DataError, or with `on_bad_record=
     "skip"` left out and added to `examples.skipped`. For training, answerable questions whose answer no
     window holds whole are listed in `examples.unlabelled` (they train as "no answer"), and a training
-    set without one usable window is a DataError. `tokenize_fn` (default `tokenize`) may be a cached one."""
+    set without one usable window is a DataError. Questions cut to `max_query_length` are listed in
+    `examples.questions_cut`. `tokenize_fn` (default `tokenize`) may be a cached one."""
     tokenize_fn = tokenize_fn or tokenize
     features = tokenize_fn(examples, tokenizer, **window)
     has_context = np.zeros(len(examples), dtype=bool)
@@ -328,6 +361,10 @@ def checked_features(examples: Examples, tokenizer, *, training: bool, on_bad_re
                             "context_without_tokens")
         examples = dataclasses.replace(examples.select(np.flatnonzero(has_context)), skipped=examples.skipped + bad)
         features = tokenize_fn(examples, tokenizer, **window)
+    cut = np.zeros(len(examples), dtype=bool)
+    if features.question_cut is not None:
+        np.logical_or.at(cut, features.example_index, features.question_cut)
+    examples.questions_cut = [examples.ids[i] for i in np.flatnonzero(cut)]
     if training:
         labelled = np.zeros(len(examples), dtype=bool)
         np.logical_or.at(labelled, features.example_index, features.start_positions != features.cls_index)

@@ -1,15 +1,18 @@
 """Scoring as the official scripts define it: SQuAD v1.1, SQuAD v2.0 and CMRC 2018 (Chinese).
 
 SQuAD answers are normalised (lower-case, ASCII punctuation and the articles a/an/the removed,
-whitespace collapsed); exact match and token F1 take the maximum over the gold answers. v1.1
-counts a missing prediction as wrong; v2.0 leaves it out (both as their scripts do). All figures
-are percentages.
+whitespace collapsed); exact match and token F1 take the maximum over the gold answers. The two
+scripts part where an answer normalises to nothing: v1.1's F1 counts shared tokens (none: 0), v2.0
+reads it as "no answer", which matches only "no answer" (`no_answer_rule`). A missing prediction
+scores 0 and counts in every total (v1.1 does so; the v2.0 script would stop with a KeyError); one
+warning says how many. Ids not in the gold are ignored. All figures are percentages.
 """
 
 from __future__ import annotations
 
 import collections
 import itertools
+import logging
 import re
 import string
 import unicodedata
@@ -18,6 +21,7 @@ import numpy as np
 
 _PUNCTUATION = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
+log = logging.getLogger("jaxqa")
 
 
 def normalize_answer(text: str) -> str:
@@ -29,9 +33,11 @@ def exact_match(prediction: str, gold: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(gold))
 
 
-def token_f1(prediction: str, gold: str) -> float:
+def token_f1(prediction: str, gold: str, no_answer_rule: bool = False) -> float:
+    """`no_answer_rule` (v2.0): an answer normalising to nothing is "no answer", F1 1 only against
+    another; v1.1 (default) has no such rule, so no shared token gives 0 there too."""
     pred_tokens, gold_tokens = normalize_answer(prediction).split(), normalize_answer(gold).split()
-    if not pred_tokens or not gold_tokens:  # "no answer" matches only "no answer"
+    if no_answer_rule and (not pred_tokens or not gold_tokens):
         return float(pred_tokens == gold_tokens)
     common = collections.Counter(pred_tokens) & collections.Counter(gold_tokens)
     same = sum(common.values())
@@ -41,10 +47,29 @@ def token_f1(prediction: str, gold: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def _with_prediction(predictions: dict, qids: list[str]) -> np.ndarray:
+    """Which of `qids` have a prediction; one warning line for those that have none (they score 0)."""
+    present = np.fromiter((q in predictions for q in qids), bool, len(qids))
+    if not present.all():
+        missing = [q for q, p in zip(qids, present) if not p]
+        log.warning("%d of %d questions have no prediction and score 0 (e.g. %s)", len(missing), len(qids),
+                    ", ".join(missing[:5]))
+    return present
+
+
+def _raw_scores(predictions: dict[str, str], gold_answers: dict[str, list[str]], no_answer_rule: bool):
+    """Per question of `gold_answers` (in order): best exact match and F1 over its golds, 0 where the
+    prediction is missing, and which have one."""
+    qids = list(gold_answers)
+    present = _with_prediction(predictions, qids)
+    exact, f1 = best_over_golds([predictions.get(q, "") for q in qids],
+                                [golds or [""] for golds in gold_answers.values()], no_answer_rule)
+    return np.where(present, exact, 0.0), np.where(present, f1, 0.0), present
+
+
 def squad_v1(predictions: dict[str, str], gold_answers: dict[str, list[str]]) -> dict[str, float]:
     """{'exact_match', 'f1'} over every question in `gold_answers`; a missing prediction scores 0."""
-    exact, f1 = best_over_golds([predictions.get(q, "") for q in gold_answers],
-                                [golds or [""] for golds in gold_answers.values()])
+    exact, f1, _ = _raw_scores(predictions, gold_answers, no_answer_rule=False)
     n = max(len(gold_answers), 1)
     return {"exact_match": 100.0 * exact.sum() / n, "f1": 100.0 * f1.sum() / n}
 
@@ -110,13 +135,15 @@ def _ascii_tokens(joined: str, num_texts: int) -> tuple[np.ndarray, np.ndarray]:
     return ids.astype(np.int64), np.bincount(owner[kept], minlength=num_texts)
 
 
-def pair_scores(predictions: list[str], golds: list[str], question_of_gold: np.ndarray):
+def pair_scores(predictions: list[str], golds: list[str], question_of_gold: np.ndarray,
+                no_answer_rule: bool = False):
     """Exact match and token F1 of every gold answer against its question's prediction, as
     exact_match()/token_f1() define them, for all pairs at once (float64 arrays), and the
     normalised token count of each gold."""
     if any(_SEPARATOR in text for text in itertools.chain(predictions, golds)):  # one pair at a time
         pairs = [(predictions[q], g) for q, g in zip(question_of_gold, golds)]
-        return (np.array([exact_match(p, g) for p, g in pairs]), np.array([token_f1(p, g) for p, g in pairs]),
+        return (np.array([exact_match(p, g) for p, g in pairs]),
+                np.array([token_f1(p, g, no_answer_rule) for p, g in pairs]),
                 np.array([len(normalize_answer(g).split()) for g in golds], dtype=np.int64))
     ids, lengths = _normalized_tokens(predictions + golds)
     n_pred_tokens = lengths[:len(predictions)].sum()
@@ -135,9 +162,9 @@ def pair_scores(predictions: list[str], golds: list[str], question_of_gold: np.n
     g_len = gold_len.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         precision, recall = common / p_len, common / g_len
-        f1 = np.where(common > 0, (2 * precision * recall) / (precision + recall), 0.0)
-    either_empty = (p_len == 0) | (g_len == 0)
-    f1 = np.where(either_empty, (p_len == g_len).astype(np.float64), f1)
+        f1 = np.where(common > 0, (2 * precision * recall) / (precision + recall), 0.0)  # v1.1: empty -> 0
+    if no_answer_rule:
+        f1 = np.where((p_len == 0) | (g_len == 0), (p_len == g_len).astype(np.float64), f1)
     # Equal token lists: the same multiset (common = both lengths) and token by token the same.
     same_bag = np.flatnonzero((common == p_len) & (common == g_len))
     length = gold_len[same_bag]
@@ -151,16 +178,18 @@ def pair_scores(predictions: list[str], golds: list[str], question_of_gold: np.n
     return exact, f1, gold_len
 
 
-def best_over_golds(predictions: list[str], golds: list[list[str]], skip_empty_golds: bool = False):
+def best_over_golds(predictions: list[str], golds: list[list[str]], no_answer_rule: bool = False):
     """Per question, the best exact match and F1 over its gold answers (each list non-empty).
-    `skip_empty_golds` (v2.0): golds that normalise to nothing count only when all of them do."""
+    `no_answer_rule` (v2.0): token_f1's rule, and golds that normalise to nothing ("no answer")
+    count only when all of them do."""
     sizes = np.fromiter(map(len, golds), np.int64, len(golds))
     if len(golds) == 0:
         return np.zeros(0), np.zeros(0)
     question_of_gold = np.repeat(np.arange(len(golds)), sizes)
-    exact, f1, gold_len = pair_scores(predictions, list(itertools.chain.from_iterable(golds)), question_of_gold)
+    exact, f1, gold_len = pair_scores(predictions, list(itertools.chain.from_iterable(golds)), question_of_gold,
+                                      no_answer_rule)
     first = np.r_[0, np.cumsum(sizes)[:-1]]
-    if skip_empty_golds:
+    if no_answer_rule:
         empty = gold_len == 0
         question_has_answer = np.maximum.reduceat(~empty, first)
         ignore = empty & question_has_answer[question_of_gold]
@@ -172,7 +201,8 @@ def _best_threshold(raw: np.ndarray, has_answer: np.ndarray, answered: np.ndarra
                     order: np.ndarray, num_no_answer: int):
     """The v2.0 script's search: predict "no answer" for every question whose na_prob exceeds the
     threshold. Questions are taken in ascending na_prob order (`order`, stable over the na_prob
-    file's order); the best prefix, first one on ties, gives the threshold."""
+    file's order; questions without a prediction are not in it: they score 0 at any threshold);
+    the best prefix, first one on ties, gives the threshold."""
     # Answering question q instead of abstaining gains raw[q] if it has an answer, else -1 when
     # the model gave a (necessarily wrong) answer, 0 when it gave "".
     gain = np.where(has_answer, raw, np.where(answered, -1.0, 0.0))[order]
@@ -186,13 +216,13 @@ def _best_threshold(raw: np.ndarray, has_answer: np.ndarray, answered: np.ndarra
 def squad_v2(predictions: dict[str, str], gold_answers: dict[str, list[str]],
              na_probs: dict[str, float] | None = None, na_prob_thresh: float = 1.0) -> dict[str, float]:
     """The SQuAD v2.0 evaluation: exact/f1 overall and split HasAns/NoAns, and with `na_probs`
-    (no-answer scores, e.g. null_odds.json) the best threshold and the scores it reaches."""
-    qids = [q for q in gold_answers if q in predictions]
-    preds = [predictions[q] for q in qids]
+    (no-answer scores, e.g. null_odds.json) the best threshold and the scores it reaches. A question
+    without a prediction scores 0 everywhere: it never abstains."""
+    qids = list(gold_answers)
+    exact_raw, f1_raw, present = _raw_scores(predictions, gold_answers, no_answer_rule=True)
     has_answer = np.array([bool(gold_answers[q]) for q in qids], dtype=bool)
-    exact_raw, f1_raw = best_over_golds(preds, [gold_answers[q] or [""] for q in qids], skip_empty_golds=True)
     na = np.array([(na_probs or {}).get(q, 0.0) for q in qids], dtype=np.float64)
-    abstain = na > na_prob_thresh
+    abstain = (na > na_prob_thresh) & present
     exact = np.where(abstain, (~has_answer).astype(float), exact_raw)
     f1 = np.where(abstain, (~has_answer).astype(float), f1_raw)
     n = len(qids)
@@ -202,11 +232,11 @@ def squad_v2(predictions: dict[str, str], gold_answers: dict[str, list[str]],
             out.update({f"{name}_exact": 100.0 * exact[rows].mean(), f"{name}_f1": 100.0 * f1[rows].mean(),
                         f"{name}_total": int(rows.sum())})
     if na_probs is not None and n:
-        position = {q: i for i, q in enumerate(qids)}
+        position = {q: i for i, q in enumerate(qids) if present[i]}
         in_file_order = np.array([position[q] for q in na_probs if q in position], dtype=np.int64)
         order = in_file_order[np.argsort(na[in_file_order], kind="stable")]
-        answered = np.array([bool(p) for p in preds])
-        num_no_answer = sum(1 for golds_q in gold_answers.values() if not golds_q)
+        answered = np.array([bool(predictions.get(q)) for q in qids])
+        num_no_answer = int((~has_answer & present).sum())
         out["best_exact"], out["best_exact_thresh"] = _best_threshold(exact_raw, has_answer, answered, na, order,
                                                                       num_no_answer)
         out["best_f1"], out["best_f1_thresh"] = _best_threshold(f1_raw, has_answer, answered, na, order,
@@ -270,8 +300,11 @@ def cjk_exact(prediction: str, gold: str) -> float:
 def cmrc(predictions: dict[str, str], gold_answers: dict[str, list[str]]) -> dict[str, float]:
     """CMRC 2018 style {'exact_match', 'f1'}: max over golds; a missing prediction scores 0."""
     em = f1 = 0.0
-    for qid, golds in gold_answers.items():
-        prediction = predictions.get(qid, "")
+    present = _with_prediction(predictions, list(gold_answers))
+    for (qid, golds), has_prediction in zip(gold_answers.items(), present):
+        if not has_prediction:
+            continue
+        prediction = predictions[qid]
         em += max(cjk_exact(prediction, g) for g in golds or [""])
         f1 += max(cjk_f1(prediction, g) for g in golds or [""])
     n = max(len(gold_answers), 1)
@@ -290,12 +323,12 @@ def pick_metric(name: str, has_unanswerable: bool, contexts: list[str]) -> str:
 
 
 def score(metric: str, predictions: dict[str, str], gold_answers: dict[str, list[str]],
-          null_odds: dict[str, float] | None = None) -> dict[str, float]:
+          null_odds: dict[str, float] | None = None, na_prob_thresh: float = 1.0) -> dict[str, float]:
     """Dispatch by metric name ("squad", "squad_v2", "cmrc"); the result names its metric."""
     if metric == "squad":
         out = squad_v1(predictions, gold_answers)
     elif metric == "squad_v2":
-        out = squad_v2(predictions, gold_answers, null_odds)
+        out = squad_v2(predictions, gold_answers, null_odds, na_prob_thresh)
     elif metric == "cmrc":
         out = cmrc(predictions, gold_answers)
     else:

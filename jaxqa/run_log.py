@@ -1,5 +1,7 @@
-"""What a run records as it goes: `metrics.jsonl`, TensorBoard event files and, at the end,
-`training_curves.png`. One object so the loop calls `train`/`eval` and never thinks about formats.
+"""What a run tells and records as it goes, and when: `Reporter` (progress bar, the log line,
+`metrics.jsonl` and TensorBoard through `RunLog`, throughput rates, every --logging_steps), the
+process-0 gate for every output file (`write_json`, `write_text`), the profiler trace, and at the
+end `training_curves.png` (drawn by `jaxqa.plots`).
 
 On resume the records past the restored step are dropped (they are trained again), from the JSON log
 and, through TensorBoard's `purge_step`, from the event files' view.
@@ -11,7 +13,12 @@ import json
 import logging
 from pathlib import Path
 
-from jaxqa import atomic
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxqa import atomic, sharding
+from jaxqa.periodic import itstime
 
 log = logging.getLogger("jaxqa")
 
@@ -79,41 +86,96 @@ def _parse(line: str) -> dict | None:
         return None
 
 
-def read_metrics(path: Path) -> tuple[list[dict], list[dict]]:
-    """(train records, eval records) of a metrics.jsonl."""
-    records = [r for line in path.read_text(encoding="utf-8").splitlines() if (r := _parse(line))]
-    return [r for r in records if "loss" in r], [r for r in records if "eval" in r]
+def read_records(path: Path) -> list[dict]:
+    """Every record of a metrics.jsonl (none when it is absent), the torn last line of a killed run left out."""
+    if not path.is_file():
+        return []
+    return [r for line in path.read_text(encoding="utf-8").splitlines() if isinstance(r := _parse(line), dict)]
+
+def write_json(path: Path, obj) -> None:
+    """Write then rename (a reader never sees half a file), on process 0 only: in a multi-host run every
+    process computes the same outputs, and two writers would race."""
+    if sharding.is_main_process():
+        atomic.write_json(path, obj)
 
 
-def plot_curves(out_dir: Path) -> Path | None:
-    """`training_curves.png`: training loss and eval F1 (or EM) against steps."""
-    try:
-        import matplotlib
+def write_text(path: Path, text: str) -> None:
+    if sharding.is_main_process():
+        atomic.write_text(path, text)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib is not installed: no training_curves.png (pip install matplotlib)")
-        return None
-    train, evals = read_metrics(out_dir / "metrics.jsonl")
-    if not train:
-        return None
-    points = [(r["step"], r["eval"]) for r in evals]
-    metric = next((m for m in ("f1", "best_f1", "exact_match") if points and m in points[-1][1]), None)
-    fig, loss_axis = plt.subplots(figsize=(8, 4.5), dpi=100)
-    loss_axis.plot([r["step"] for r in train], [r["loss"] for r in train], color="tab:blue", label="train loss")
-    loss_axis.set_xlabel("step")
-    loss_axis.set_ylabel("train loss", color="tab:blue")
-    loss_axis.grid(alpha=0.3)
-    if metric:
-        eval_axis = loss_axis.twinx()
-        steps, values = zip(*sorted((s, r[metric]) for s, r in points if metric in r))
-        eval_axis.plot(steps, values, "o-", color="tab:orange", label=f"eval {metric}")
-        eval_axis.set_ylabel(f"eval {metric}", color="tab:orange")
-    loss_axis.set_title(f"jaxqa: {out_dir.name}")
-    fig.tight_layout()
-    path = out_dir / "training_curves.png"
-    with atomic.replacing(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+
+class Reporter:
+    """What a training run tells, and when: a progress bar, and every --logging_steps (and at the last
+    step) one record of the loss averaged over those steps, the learning rate, gradient norm and the
+    throughput window's rates, to the log line, metrics.jsonl and TensorBoard. Process 0 alone shows
+    and writes anything. Between log lines no value leaves the device."""
+
+    def __init__(self, out_dir: Path, *, start_step: int, total_steps: int, logging_steps: int,
+                 steps_per_epoch: int, window):
+        self.main = sharding.is_main_process()
+        self.total_steps, self.logging_steps, self.steps_per_epoch = total_steps, logging_steps, steps_per_epoch
+        self.window, self.window_losses = window, []  # device scalars of the steps since the last record
+        self.run_log = RunLog(out_dir, start_step, enabled=self.main)
+        self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True,
+                        disable=None if self.main else True)
+
+    def step_done(self, step: int, batch_plan, lengths, step_metrics) -> bool:
+        """Count a finished step (its loss stays on the device); True when a record is due."""
+        self.window_losses.append(step_metrics["loss"])
+        self.window.add(batch_plan, lengths)
+        self.bar.update(1)
+        return itstime(step, self.logging_steps, self.total_steps)
+
+    def fetch(self, step: int, step_metrics) -> dict:
+        """The loop's one device->host transfer: the latest step's metrics, the window's mean loss."""
+        record = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
+        record["loss"] = float(np.mean(jax.device_get(self.window_losses)))
+        self.window_losses = []
+        return record
+
+    def report(self, step: int, record: dict) -> dict:
+        """Write a fetched (and checked) record everywhere; returns it as logged."""
+        record = {k: v for k, v in record.items() if k != "params_finite"}
+        record.update(step=step, epoch=round(step / self.steps_per_epoch, 3), **self.window.rates())
+        self.run_log.train(record)
+        self.bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['learning_rate']:.2e}",
+                             ex_s=f"{record['examples_per_s']:.1f}")
+        if self.bar.disable:  # no terminal: the log carries the progress
+            mfu = f" mfu {100 * record['mfu']:.1f}%" if "mfu" in record else ""
+            log.info("step %d/%d loss %.4f lr %.3g %.1f ex/s %.0f tok/s %.3f TFLOP/s%s", step, self.total_steps,
+                     record["loss"], record["learning_rate"], record["examples_per_s"], record["tokens_per_s"],
+                     record["model_tflops"], mfu)
+        return record
+
+    def eval(self, step: int, result: dict) -> None:
+        self.run_log.eval(step, result)
+
+    def exclude(self, seconds: float) -> None:
+        """Time inside the window that was no train step (evaluation, checkpoints): not in the rates."""
+        self.window.exclude(seconds)
+
+    def pause(self) -> None:
+        """The train loop is left (done, stopped or failed): close the bar, flush the events."""
+        self.bar.close()
+        self.run_log.flush()
+
+
+class Profiler:
+    """A JAX profiler trace of steps START..END (`--profile_steps START:END`), for TensorBoard/Perfetto."""
+
+    def __init__(self, steps: str | None, directory: Path):
+        self.start, self.end = map(int, steps.split(":")) if steps else (-1, -1)
+        self.directory, self.active = directory, False
+
+    def before(self, step: int) -> None:
+        if step == self.start:
+            jax.profiler.start_trace(str(self.directory))
+            self.active = True
+        elif step == self.end:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.active:
+            jax.profiler.stop_trace()
+            self.active = False
+            log.info("profile of steps %d-%d written to %s", self.start, self.end, self.directory)

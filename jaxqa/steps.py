@@ -20,10 +20,13 @@ def span_cross_entropy(logits, positions, attention_mask):
 
 
 def summed_loss(start_logits, end_logits, batch):
-    """Sum over real (weight 1) rows of the mean of start and end cross-entropies."""
+    """Sum over real (weight > 0) rows of the mean of start and end cross-entropies.
+
+    Weight-0 rows are selected out, not multiplied by 0: a filler row's labels may lie past the batch's
+    length (NaN x 0 is NaN), and `where` also stops any non-finite value of theirs in the gradient."""
     per_example = 0.5 * (span_cross_entropy(start_logits, batch["start_positions"], batch["attention_mask"])
                          + span_cross_entropy(end_logits, batch["end_positions"], batch["attention_mask"]))
-    return jnp.sum(per_example * batch["weights"])
+    return jnp.sum(jnp.where(batch["weights"] > 0, per_example * batch["weights"], 0.0))
 
 
 def qa_loss(start_logits, end_logits, batch):

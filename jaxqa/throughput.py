@@ -7,29 +7,59 @@ backward), not from XLA's cost model, so the figure is comparable across compile
 from __future__ import annotations
 
 import contextlib
-import logging
+import re
 import time
 
 import jax
 import numpy as np
 
-log = logging.getLogger("jaxqa")
-
-# Dense matmul peak per chip, FLOP/s, by dtype (vendor datasheets; GPU float32 = TF32 tensor cores,
-# which XLA uses for float32 matmuls at default precision).
+# Dense (not sparse) matmul peak per chip, FLOP/s, by dtype, from the vendors' datasheets (NVIDIA's
+# print "with sparsity" figures: dense is half). GPU float32 = TF32 tensor cores, which XLA uses for
+# float32 matmuls at default precision; TPU float32 matmuls run on the bf16 MXU at default precision.
 PEAK_FLOPS = {
-    "H200": {"bfloat16": 989e12, "float32": 495e12},
-    "H100": {"bfloat16": 989e12, "float32": 495e12},  # SXM; PCIe is lower (756e12 bf16)
-    "A100": {"bfloat16": 312e12, "float32": 156e12},
+    "H100 SXM": {"bfloat16": 989e12, "float32": 495e12},
+    "H100 PCIe": {"bfloat16": 756e12, "float32": 378e12},
+    "H100 NVL": {"bfloat16": 835e12, "float32": 418e12},  # per GPU (the 2024 datasheet; the first quoted a pair)
+    "H200 SXM": {"bfloat16": 989e12, "float32": 495e12},
+    "H200 NVL": {"bfloat16": 835e12, "float32": 418e12},
+    "GH200": {"bfloat16": 989e12, "float32": 495e12},  # its Hopper GPU is the H100/H200 SXM's
+    "A100": {"bfloat16": 312e12, "float32": 156e12},  # SXM4 and PCIe alike
+    "L40S": {"bfloat16": 362e12, "float32": 183e12},
+    "L40": {"bfloat16": 181e12, "float32": 90.5e12},
     "L4": {"bfloat16": 121e12, "float32": 60e12},
     "TPU v4": {"bfloat16": 275e12, "float32": 275e12},
-    "TPU v5 lite": {"bfloat16": 197e12, "float32": 197e12},  # v5e
     "TPU v5e": {"bfloat16": 197e12, "float32": 197e12},
     "TPU v5p": {"bfloat16": 459e12, "float32": 459e12},
-    "TPU v5": {"bfloat16": 459e12, "float32": 459e12},
-    "TPU v6 lite": {"bfloat16": 918e12, "float32": 918e12},  # v6e
     "TPU v6e": {"bfloat16": 918e12, "float32": 918e12},
 }
+
+# The words of JAX's `device_kind` that name each entry ("NVIDIA H100 PCIe" -> {nvidia, h100, pcie}):
+# whole words, so "NVIDIA L40S" is not an L40 or an L4; the entry with the most words matched wins, so
+# an H100 PCIe or NVL ("NVIDIA H100 PCIe", "NVIDIA H100 NVL") is not given the SXM ("NVIDIA H100 80GB
+# HBM3") peak. JAX names v5e and v6e "TPU v5 lite" and "TPU v6 lite", and v5p "TPU v5p" (older: "TPU v5").
+CHIP_WORDS = {
+    "H100 SXM": [("h100",)],
+    "H100 PCIe": [("h100", "pcie")],
+    "H100 NVL": [("h100", "nvl")],
+    "H200 SXM": [("h200",)],
+    "H200 NVL": [("h200", "nvl")],
+    "GH200": [("gh200",)],
+    "A100": [("a100",)],
+    "L40S": [("l40s",)],
+    "L40": [("l40",)],
+    "L4": [("l4",)],
+    "TPU v4": [("tpu", "v4")],
+    "TPU v5e": [("tpu", "v5", "lite"), ("tpu", "v5e")],
+    "TPU v5p": [("tpu", "v5p"), ("tpu", "v5")],
+    "TPU v6e": [("tpu", "v6", "lite"), ("tpu", "v6e")],
+}
+
+
+def chip(device_kind: str) -> str | None:
+    """The PEAK_FLOPS entry a JAX `device_kind` names, e.g. "NVIDIA L40S" -> "L40S"; None if none does."""
+    words = set(re.findall(r"[a-z0-9]+", device_kind.lower()))
+    matches = [(len(need), name) for name, options in CHIP_WORDS.items() for need in options if words >= set(need)]
+    return max(matches, key=lambda match: match[0])[1] if matches else None
 
 
 def train_flops(model_config, batch: int, seq_len: int) -> float:
@@ -65,9 +95,9 @@ def measure_matmul_peak(size: int = 2048, dtype=np.float32, repeats: int = 3) ->
 def device_peak(device, dtype: str) -> tuple[float | None, str]:
     """(peak FLOP/s per device, where the figure comes from) for `device` computing in `dtype`."""
     kind = getattr(device, "device_kind", "")
-    for name, peaks in PEAK_FLOPS.items():
-        if name.lower() in kind.lower():
-            return peaks[dtype], f"{name} datasheet"
+    name = chip(kind)
+    if name:
+        return PEAK_FLOPS[name][dtype], f"{name} datasheet"
     if device.platform == "cpu":
         return measure_matmul_peak(), "measured 2048^3 float32 matmul"
     return None, f"unknown device kind {kind!r}"

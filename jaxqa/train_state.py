@@ -7,7 +7,6 @@ its schedule are static fields: they never change during a run.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,11 @@ import optax
 from flax import nnx, struct
 
 from jaxqa import sharding, weights
+from jaxqa.config import RunConfig
 from jaxqa.models.encoder import EncoderConfig, EncoderForQuestionAnswering
 from jaxqa.steps import DROPOUT_PRNG, eval_step, train_step  # re-exported: the public API lives here
 
 __all__ = ["TrainState", "create_train_state", "load_model", "make_optimizer", "train_step", "eval_step", "build_model"]
-
-log = logging.getLogger(__name__)
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -40,10 +38,6 @@ class TrainState:
     lr_schedule: Callable = struct.field(pytree_node=False)
     accumulation_steps: int = struct.field(pytree_node=False, default=1)  # micro-batches per step
 
-    @property
-    def model(self) -> EncoderForQuestionAnswering:
-        return nnx.merge(self.graphdef, self.params)
-
 
 def _decays(path, _leaf) -> bool:
     """Weight decay on matrices and embeddings only: never on biases or LayerNorm parameters."""
@@ -51,7 +45,7 @@ def _decays(path, _leaf) -> bool:
     return not ({"bias", "scale"} & set(names))
 
 
-def make_optimizer(config, total_steps: int):
+def make_optimizer(config: RunConfig, total_steps: int):
     """AdamW (or Adafactor) with linear warmup then linear decay to 0, global-norm clipping: the BERT recipe."""
     warmup = config.warmup_steps or int(round(config.warmup_ratio * total_steps))
     warmup = min(warmup, total_steps)
@@ -61,7 +55,7 @@ def make_optimizer(config, total_steps: int):
         boundaries=[warmup],
     )
     decay_mask = lambda params: jax.tree_util.tree_map_with_path(_decays, params)  # noqa: E731
-    if getattr(config, "adafactor", False):  # factored second moments: less optimizer memory
+    if config.adafactor:  # factored second moments: less optimizer memory
         optimizer = optax.adafactor(schedule, weight_decay_rate=config.weight_decay or None,
                                     weight_decay_mask=decay_mask)
     else:
@@ -113,22 +107,22 @@ def load_model(model_path: str | Path | None = None, *, seed: int = 0, dtype: st
     return graphdef, abstract, model_config
 
 
-def create_train_state(config, model_path: str | Path | None = None, *, total_steps: int,
+def create_train_state(config: RunConfig, model_path: str | Path | None = None, *, total_steps: int,
                        mesh=None, from_pretrained: bool = True) -> TrainState:
     """Model from `model_path` (see `load_model`) plus a fresh AdamW for `total_steps` steps,
     placed on `mesh` (all devices on a data axis by default): parameters by their logical axes,
     each Adam moment created directly with its parameter's sharding. `config` supplies seed,
-    dtype and the optimizer settings (a RunConfig, or anything with those attributes)."""
+    dtype and the optimizer settings."""
     mesh = mesh or sharding.make_mesh()
     graphdef, params, _ = load_model(model_path, seed=config.seed, dtype=config.dtype, from_pretrained=from_pretrained,
-                                     cache_dir=getattr(config, "cache_dir", None), mesh=mesh,
-                                     fused_attention=not getattr(config, "attention_dropout", True),
-                                     remat=getattr(config, "gradient_checkpointing", False))
+                                     cache_dir=config.cache_dir, mesh=mesh,
+                                     fused_attention=not config.attention_dropout,
+                                     remat=config.gradient_checkpointing)
     tx, schedule = make_optimizer(config, total_steps)
     key = jax.random.key_data(jax.random.key(config.seed + 1, impl=DROPOUT_PRNG))
     abstract = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params,
                           opt_state=jax.eval_shape(tx.init, params), dropout_key=key, graphdef=graphdef, tx=tx,
-                          lr_schedule=schedule, accumulation_steps=getattr(config, "gradient_accumulation_steps", 1))
+                          lr_schedule=schedule, accumulation_steps=config.gradient_accumulation_steps)
     shardings = sharding.state_shardings(abstract, mesh)
     return abstract.replace(
         step=sharding.put_global(np.zeros((), np.int32), shardings.step),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 import shutil
@@ -23,6 +25,58 @@ DATA = ROOT.parent / "shared" / "data"
 def pytest_configure(config):
     if not DATA.is_dir():
         raise pytest.UsageError(f"the shared data is missing: expected {DATA} (see ../shared/data/README.md)")
+
+
+def require(module: str):
+    """`import module` for a test reference (torch, nbclient, ...): a skip, with the reason, where it is
+    not installed, but a failure under CI (CI=true), where a skip would let the check silently not run."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        message = f"{module} is needed by this test and cannot be imported ({err}); pip install -e '.[test]'"
+        if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message, allow_module_level=True)
+
+
+def primitives(jaxpr) -> set[str]:
+    """Names of the primitives in `jaxpr` and in every program nested in it."""
+    names = set()
+    for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                if hasattr(sub, "eqns") or hasattr(sub, "jaxpr"):
+                    names |= primitives(getattr(sub, "jaxpr", sub))
+    return names
+
+
+def model_graphdef(model_config, **options):
+    """The graphdef of an EncoderForQuestionAnswering of `model_config` built with `options` (e.g.
+    attention_kernel="xla"), for the params `train_state.load_model` gives."""
+    from flax import nnx
+
+    from jaxqa.models.encoder import EncoderForQuestionAnswering
+
+    return nnx.split(nnx.eval_shape(lambda: EncoderForQuestionAnswering(model_config, rngs=nnx.Rngs(params=0),
+                                                                        **options)), nnx.Param)[0]
+
+
+@contextlib.contextmanager
+def dot_product_attention_calls(monkeypatch):
+    """The query shapes of every `jax.nn.dot_product_attention` call made inside the block, so a test
+    can check that the kernel it compares did run."""
+    import jax
+
+    calls, kernel = [], jax.nn.dot_product_attention
+
+    def spy(query, *args, **kwargs):
+        calls.append(query.shape)
+        return kernel(query, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(jax.nn, "dot_product_attention", spy)
+        yield calls
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +106,7 @@ TINY_CONFIG = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_at
 def save_tiny_bert(out: Path, minilm_dir: Path, **overrides) -> Path:
     """A random BertForQuestionAnswering of TINY_CONFIG (+ overrides) saved by `transformers`
     (PyTorch) into `out`, with MiniLM's tokenizer."""
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     from transformers import BertConfig, BertForQuestionAnswering
 
     torch.manual_seed(0)
@@ -90,7 +144,7 @@ def family_tokenizers(data_dir, minilm_dir) -> dict:
 def tiny_family_dir(tmp_path_factory, family_tokenizers):
     """`tiny_family_dir(family)`: a random tiny `transformers` `*ForQuestionAnswering` of that family
     saved with its tokenizer (made once per session)."""
-    pytest.importorskip("torch")
+    require("torch")
     import tiny_tokenizers
 
     made: dict[str, Path] = {}

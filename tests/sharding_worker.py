@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import json
 import sys
-import types
 
 import jax
 import numpy as np
 from flax import nnx
 
 from jaxqa import batching, sharding, train_state
+from jaxqa.config import RunConfig
 from jaxqa.data import load_examples
 from jaxqa.features import load_tokenizer, tokenize
 
-OPT = types.SimpleNamespace(seed=0, dtype="float32", learning_rate=1e-3, weight_decay=0.01, adam_beta1=0.9,
-                            adam_beta2=0.999, adam_epsilon=1e-5, max_grad_norm=1.0, warmup_ratio=0.0, warmup_steps=0)
+OPT = RunConfig(seed=0, dtype="float32", learning_rate=1e-3, weight_decay=0.01, adam_beta1=0.9,
+                  adam_beta2=0.999, adam_epsilon=1e-5, max_grad_norm=1.0, warmup_ratio=0.0, warmup_steps=0)
 # adam_epsilon 1e-5, not 1e-8: some gradients are exactly 0 in exact arithmetic (the QA head bias:
 # softmax ignores a shift; the key bias likewise) and only rounding noise (~1e-9) in float32. Adam's
 # first step divides noise by its own size, so at eps 1e-8 those entries move by up to lr

@@ -7,8 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
-from conftest import ROOT
+from conftest import ROOT, require
 
 from jaxqa import weights
 from jaxqa.answer import QuestionAnswerer
@@ -19,7 +18,7 @@ def test_export_loads_in_transformers_with_equal_logits(tmp_path, tiny_bert_dir,
     """Round trip: HF checkpoint -> jaxqa params -> exported directory -> PyTorch: the logits jaxqa
     computes, and those of the original checkpoint. (transformers 5 has no question-answering
     pipeline any more; its Auto classes load the directory.)"""
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     from flax import nnx
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, BertForQuestionAnswering
 
@@ -52,7 +51,7 @@ def test_one_shot_answer_over_long_context(tiny_bert_dir):
     qa = QuestionAnswerer.from_pretrained(tiny_bert_dir, max_seq_length=64, doc_stride=16, max_query_length=16)
     context = " ".join(f"Sentence number {i} talks about topic {i % 7}." for i in range(60))  # many windows
     result = qa("Which topic?", context)
-    assert set(result) == {"answer", "start", "end", "score"}
+    assert set(result) == {"answer", "start", "end", "score", "probability"} and 0 < result["probability"] < 1
     assert result["answer"] and context[result["start"]:result["end"]] == result["answer"]
     batch = qa.answer_batch(["Which topic?", "Which sentence?"], [context, "A short one."])
     assert batch[0] == result and batch[1]["answer"] in "A short one."
@@ -73,3 +72,27 @@ def test_do_predict_writes_predictions_without_labels(tmp_path, tiny_bert_dir, d
     for r in records:
         assert preds[r["id"]] in r["context"] and len(nbest[r["id"]]) == 20
         assert nbest[r["id"]][0]["text"] == preds[r["id"]]
+
+
+def test_answer_probability_is_the_softmax_over_the_nbest_spans_and_no_answer(tiny_bert_dir, minilm_tokenizer):
+    """One window: every valid span (in the context, end >= start, at most max_answer_length tokens)
+    scored start + end logit by brute force; the 20 best and "no answer" (the [CLS] score) share a
+    softmax, and the answer's probability is its share, as Hugging Face's pipeline reports."""
+    from jaxqa.data import Examples
+    from jaxqa.features import tokenize
+    question, context = "Which team won?", "The Denver Broncos defeated the Carolina Panthers 24-10 at Levi's Stadium."
+    qa = QuestionAnswerer.from_pretrained(tiny_bert_dir, max_seq_length=64, max_answer_length=5)
+    result = qa(question, context)
+    features = tokenize(Examples(["q"], [question], [context], [[]], [[]], np.zeros(1, bool)), minilm_tokenizer,
+                        max_seq_length=64)
+    assert len(features) == 1
+    start, end = (np.asarray(x)[0] for x in qa.predictor.forward(qa.params, features.model_inputs()))
+    in_context = np.flatnonzero(features.offsets[0, :, 0] >= 0)
+    spans = [(start[i] + end[j], i, j) for i in in_context for j in in_context if 0 <= j - i < 5]
+    best = sorted(spans, reverse=True)[:20]
+    scores = np.array([s for s, _, _ in best] + [start[0] + end[0]])
+    softmax = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+    _, i, j = best[0]
+    assert result["answer"] == context[features.offsets[0, i, 0]:features.offsets[0, j, 1]]
+    assert abs(result["score"] - best[0][0]) < 1e-4
+    assert abs(result["probability"] - softmax[0]) < 1e-5, (result, softmax[:3])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 from conftest import (
@@ -17,6 +17,7 @@ from conftest import (
     TOTAL_STEPS,
     assert_same_run,
     logged_losses,
+    newest_checkpoint,
     resume_run,
     start_run,
     train_command,
@@ -49,12 +50,19 @@ def test_sigterm_saves_exits_cleanly_and_resumes(tmp_path, straight_run, tiny_be
     out = tmp_path / "preempted"
     proc = start_run(train_command(tiny_bert_dir, data_dir, out))
     wait_for(lambda: (out / "metrics.jsonl").exists() and len(logged_losses(out)) >= 3, proc)
-    sent = time.monotonic()
+    # Frozen while the signal arrives, so the steps it had logged (each step's loss is logged, and
+    # flushed, before the next starts) are known exactly: the run may finish the step in flight, not
+    # start another after it.
+    proc.send_signal(signal.SIGSTOP)
+    logged_at_signal = max(logged_losses(out))
     proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 0 and time.monotonic() - sent < 10, stderr[-2000:]
+    proc.send_signal(signal.SIGCONT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-2000:]
     last = max(logged_losses(out))
-    assert last < TOTAL_STEPS
+    assert logged_at_signal <= last <= logged_at_signal + 1 and last < TOTAL_STEPS, (logged_at_signal, last)
+    assert sorted(logged_losses(out)) == list(range(1, last + 1))
+    assert newest_checkpoint(out) == last  # the state saved is that of the last step run
     assert f"jaxqa: stopped by SIGTERM at step {last}/{TOTAL_STEPS}; checkpoint saved in " in stderr
     assert "--resume_from_checkpoint auto" in stderr.splitlines()[-1]
     assert (out / f"checkpoints/{last}").is_dir()
@@ -128,3 +136,64 @@ def test_restore_onto_another_mesh(tmp_path, tiny_bert_dir):
     assert result["all_equal"] and result["arrays"] > 50 and result["step"] == result["meta_step"] == 5
     assert result["saved_spec"] == "P('fsdp', 'tensor')" and result["restored_spec"] == "P(None, None)"
     assert result["restored_mesh"] == {"data": 8, "fsdp": 1, "tensor": 1}
+
+
+def test_resume_on_another_device_count_keeps_the_global_batch_or_refuses(tmp_path, straight_run, tiny_bert_dir,
+                                                                           data_dir):
+    """The straight run (1 device x 16 rows) resumed from its step-20 checkpoint on 2 devices: 2 x 16 rows
+    would be another data order and schedule, so it is refused naming both batches; 2 x 8 rows resumes
+    the same run (losses equal up to the two devices' summation order)."""
+    out = tmp_path / "moved"
+    shutil.copytree(straight_run, out, ignore=shutil.ignore_patterns("23", "model"))
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == ["20"]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "TQDM_DISABLE": "1"}
+    cmd = train_command(tiny_bert_dir, data_dir, out, "--resume_from_checkpoint", "auto")
+    refused = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "that run's global batch was 16 rows per step, this one's is 32 rows per step " \
+           "(--per_device_train_batch_size 16 x 2 device(s)" in refused.stderr.splitlines()[-1]
+    assert "pass --per_device_train_batch_size 8 to keep it on this mesh" in refused.stderr.splitlines()[-1]
+
+    per_device = cmd.index("--per_device_train_batch_size") + 1
+    resumed = subprocess.run(cmd[:per_device] + ["8"] + cmd[per_device + 1:], capture_output=True, text=True,
+                             cwd=ROOT, timeout=600, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"step 20 of {TOTAL_STEPS}" in resumed.stderr
+    expected, got = logged_losses(straight_run), logged_losses(out)
+    assert sorted(got) == list(range(1, TOTAL_STEPS + 1))
+    assert max(abs(got[s] - expected[s]) for s in range(21, TOTAL_STEPS + 1)) < 1e-5, (got, expected)
+
+
+def test_every_checkpoint_damaged_refuses_to_start_over_silently(tmp_path, straight_run, tiny_bert_dir, data_dir):
+    """Both kept checkpoints (20, 23) cut in half: resuming names them and stops instead of training
+    from step 0 as if none had been written."""
+    out = tmp_path / "damaged"
+    shutil.copytree(straight_run, out, ignore=shutil.ignore_patterns("model"))
+    for step in (20, TOTAL_STEPS):
+        files = sorted((out / f"checkpoints/{step}/state").rglob("d/*"), key=lambda f: f.stat().st_size)
+        os.truncate(files[-1], files[-1].stat().st_size // 2)
+    proc = subprocess.run(train_command(tiny_bert_dir, data_dir, out, "--resume_from_checkpoint", "auto"),
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"is damaged or incomplete (step(s) 20, {TOTAL_STEPS}); nothing to resume from. Pass " \
+           "--overwrite_output_dir" in proc.stderr.splitlines()[-1]
+    assert not (out / "model").exists() and max(logged_losses(out)) == TOTAL_STEPS  # nothing overwritten
+
+
+def test_sigterm_before_training_exits_cleanly_with_nothing_half_written(tmp_path, tiny_bert_dir, data_dir):
+    """SIGTERM while evaluating before training (set-up done: run_config.json is written): a one-line
+    message and the conventional exit status instead of a kill; no checkpoint, no partial output."""
+    from conftest import assert_outputs_whole
+
+    out = tmp_path / "early"
+    proc = start_run(train_command(tiny_bert_dir, data_dir, out, "--do_eval", "--eval_before_training",
+                                   "--validation_file", data_dir / "squad_v1.1/dev.json"))
+    wait_for(lambda: (out / "run_config.json").exists(), proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1].startswith("jaxqa: stopped by SIGTERM outside the train loop (")
+    assert not (out / "checkpoints").exists() or not any((out / "checkpoints").iterdir())
+    assert not (out / "before_training_results.json").exists()
+    assert sorted(assert_outputs_whole(out)) == ["run_config.json"]
+    assert not [p for p in out.rglob("*") if p.name.endswith((".tmp", ".old"))]

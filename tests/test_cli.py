@@ -34,7 +34,17 @@ def test_train_and_eval_writes_predictions(tmp_path, tiny_bert_dir, data_dir):
     dev = json.loads((data_dir / "squad_v1.1/dev.json").read_text())
     first_ids = [qa["id"] for art in dev["data"] for p in art["paragraphs"] for qa in p["qas"]][:40]
     assert list(predictions) == first_ids and all(isinstance(v, str) for v in predictions.values())
-    assert results["num_examples"] == 40 and 0 <= results["f1"] <= 100
+    # The reported scores are those of predictions.json, by the official SQuAD v1.1 algorithm
+    # (test_metrics' plain re-implementation) over the 40 questions evaluated.
+    from test_metrics import ref_v1
+
+    asked = set(first_ids)
+    evaluated = [{"paragraphs": [{"qas": [qa for qa in p["qas"] if qa["id"] in asked]} for p in art["paragraphs"]]}
+                 for art in dev["data"]]
+    reference = ref_v1(evaluated, predictions)
+    assert results["num_examples"] == 40
+    assert results["f1"] == pytest.approx(reference["f1"], abs=1e-6) and results["f1"] > 0
+    assert results["exact_match"] == pytest.approx(reference["exact_match"], abs=1e-6)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     logged = [r for r in records if "loss" in r]
     last = results["step"]  # every 2 steps, and the last one; then the final evaluation
@@ -108,3 +118,30 @@ def test_config_file_with_unknown_setting(tmp_path):
     proc = _run(config)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == f"jaxqa: error: {config}: unknown setting(s) learning_rat; see run_qa.py --help"
+
+
+def test_v2_eval_results_reproduce_from_the_written_files(tmp_path, tiny_bert_dir, data_dir):
+    """eval_results.json of a SQuAD v2.0 evaluation equals the official v2.0 algorithm run on the files
+    the run wrote: span_predictions.json with null_odds.json (and predictions.json is what abstains)."""
+    from test_metrics import ref_v2
+
+    dataset = json.loads((data_dir / "fixtures/squad_v2_small.json").read_text())
+    dataset["data"] = dataset["data"][:1]
+    dataset["data"][0]["paragraphs"] = dataset["data"][0]["paragraphs"][:20]
+    dev = tmp_path / "dev.json"
+    dev.write_text(json.dumps(dataset))
+    out = tmp_path / "v2"
+    threshold = -0.65  # the median null odds of this random model (its odds lie in -0.78..-0.57): some abstain
+    proc = _run("--model_name_or_path", tiny_bert_dir, "--validation_file", dev, "--do_eval", "--max_seq_length", 128,
+                "--doc_stride", 32, "--null_score_diff_threshold", threshold, "--output_dir", out, "--accelerator", "cpu")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "eval_results.json").read_text())
+    spans, null_odds = (json.loads((out / name).read_text()) for name in ("span_predictions.json", "null_odds.json"))
+    reference = ref_v2(dataset["data"], spans, null_odds, na_prob_thresh=threshold)
+    assert results["total"] == reference["total"] > 100 and results["NoAns_total"] > 30
+    for key, value in reference.items():
+        assert abs(results[key] - value) < 1e-9, (key, results[key], value)
+    abstained = {q for q, odds in null_odds.items() if odds > threshold}
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert 0 < len(abstained) < len(predictions) and {q for q, a in predictions.items() if a == ""} >= abstained
+    assert all(predictions[q] == spans[q] for q in predictions if q not in abstained)

@@ -205,12 +205,62 @@ def test_bad_file_error_and_skip_count(name, minilm_tokenizer):
         assert re.fullmatch(f"{re.escape(str(path))}: {expected}", str(err.value)), str(err.value)
 
 
-def test_question_room_and_stride_are_checked_before_tokenising(minilm_tokenizer):
+def test_window_checks_before_tokenising_assume_no_worst_case_question(minilm_tokenizer):
+    """At start-up only what no data can change is refused: a window that holds nothing but its special
+    tokens. --max_query_length and --doc_stride are checked against the real questions when tokenising."""
     from jaxqa.errors import ConfigError
     from jaxqa.features import check_window
 
-    with pytest.raises(ConfigError, match=r"^--max_query_length 64 leaves no room for context: a window of "
-                       r"--max_seq_length 64 holds 3 special tokens, the question and the context; make max_query_length "
-                       r"smaller than 45$"):
-        check_window(64, 16, 64, minilm_tokenizer)
-    check_window(64, 16, 44, minilm_tokenizer)  # 17 context tokens per window, advancing by 1
+    with pytest.raises(ConfigError) as err:
+        check_window(3, 0, 64, minilm_tokenizer)
+    assert str(err.value) == ("--max_seq_length 3 leaves no room for a question and its context: a window holds 3 "
+                              "special tokens; raise --max_seq_length")
+    check_window(64, 16, 64, minilm_tokenizer)  # a 64-token question would leave no room, real ones do
+
+
+def test_cut_questions_are_counted_per_file(tmp_path, data_dir, minilm_tokenizer):
+    """A question longer than --max_query_length is cut: the file's report counts such questions and names
+    the first, also when the features come from the feature cache."""
+    from jaxqa.data import file_report
+    from jaxqa.feature_cache import cached_tokenize
+
+    raw = json.loads((data_dir / "fixtures/flat_sample.json").read_text())["data"][:6]
+    raw[4]["question"] = "why " * 3000 + raw[4]["question"]
+    path = write_json(tmp_path / "long_question.json", {"data": raw})
+    window = dict(max_seq_length=128, doc_stride=32, max_query_length=24)  # the sample's longest has 22 tokens
+    hits = []
+
+    def cached(examples, tokenizer, **settings):
+        features, hit = cached_tokenize(examples, tokenizer, tmp_path / "cache", **settings)
+        hits.append(hit)
+        return features
+
+    for _ in range(2):
+        examples, _ = checked_features(load_examples(path), minilm_tokenizer, training=True, tokenize_fn=cached,
+                                       **window)
+        assert examples.questions_cut == [raw[4]["id"]]
+        assert file_report(examples)["questions_cut"] == {"count": 1, "ids": [raw[4]["id"]]}
+    assert hits == [False, True]  # tokenised, then read from the cache
+    normal, _ = checked_features(load_examples(data_dir / "fixtures/flat_sample.json"), minilm_tokenizer,
+                                 training=False, **window)
+    assert normal.questions_cut == [] and "questions_cut" not in file_report(normal)
+
+
+def test_trainer_load_warns_of_cut_questions(tmp_path, data_dir, minilm_tokenizer, caplog):
+    """The log names the file, the count, the first ids and the fix."""
+    from jaxqa.config import RunConfig
+    from jaxqa.run_setup import DataReport, load_split
+
+    raw = json.loads((data_dir / "fixtures/flat_sample.json").read_text())["data"][:6]
+    for i in (1, 4):
+        raw[i]["question"] = "why " * 40 + raw[i]["question"]
+    path = str(write_json(tmp_path / "long_question.json", {"data": raw}))
+    config = RunConfig(output_dir=str(tmp_path / "out"), max_query_length=32, max_seq_length=128, doc_stride=32,
+                       feature_cache_dir="none")
+    report = DataReport()
+    with caplog.at_level("WARNING", logger="jaxqa"):
+        load_split(config, path, None, minilm_tokenizer, report)
+    assert report.files[path]["questions_cut"] == {"count": 2, "ids": [raw[1]["id"], raw[4]["id"]]}
+    assert [r.getMessage() for r in caplog.records if "cut" in r.getMessage()] == [
+        f"{path}: 2 question(s) are longer than --max_query_length 32 tokens and were cut to it (e.g. {raw[1]['id']}, "
+        f"{raw[4]['id']}); a larger --max_query_length would keep them whole"]

@@ -11,7 +11,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, dot_product_attention_calls, model_graphdef, require
 from flax import nnx
 from test_features import _check_labels, _expected_windows
 
@@ -21,7 +21,7 @@ from jaxqa.errors import ConfigError
 from jaxqa.features import check_window, load_tokenizer, tokenize
 from jaxqa.models.families import FAMILIES
 
-torch = pytest.importorskip("torch")
+torch = require("torch")
 FAMILY_NAMES = sorted(FAMILIES)
 
 
@@ -71,14 +71,21 @@ def test_logits_match_transformers_and_export_round_trips(family, tiny_family_di
 
 
 @pytest.mark.parametrize("family", ["albert", "roberta"])
-def test_fused_attention_and_remat_give_the_same_logits(family, tiny_family_dir, data_dir):
+def test_fused_attention_and_remat_give_the_same_logits(family, tiny_family_dir, data_dir, monkeypatch):
+    """With each family's quirks (ALBERT's shared layers and projection, RoBERTa's positions), under
+    remat: the call fused attention makes where cuDNN runs (jax.nn.dot_product_attention on [batch, seq,
+    heads, dim], padding masked by lengths; here as implementation="xla") gives the blocked kernel's
+    logits. (On CPU fused attention itself selects the blocked kernel; remat's gradients: test_steps.)"""
     model_dir = tiny_family_dir(family)
     batch = _windows(model_dir, data_dir, n=4)
-    logits = []
-    for options in ({}, {"fused_attention": True, "remat": True}):
-        graphdef, params, _ = train_state.load_model(model_dir, **options)
-        logits.append(steps.forward(graphdef, params, batch))
-    assert _max_diff(logits[0], [np.asarray(x) for x in logits[1]], batch["attention_mask"] > 0) < 1e-4
+    graphdef, params, cfg = train_state.load_model(model_dir)
+    kernel_graphdef = model_graphdef(cfg, fused_attention=True, remat=True, attention_kernel="xla")
+    with dot_product_attention_calls(monkeypatch) as calls:
+        fused = steps.forward(kernel_graphdef, params, batch)
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    assert calls and set(calls) == {(4, batch["input_ids"].shape[1], cfg.num_attention_heads, head_dim)}
+    plain = steps.forward(graphdef, params, batch)
+    assert _max_diff(plain, [np.asarray(x) for x in fused], batch["attention_mask"] > 0) < 1e-4
 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)

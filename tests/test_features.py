@@ -58,6 +58,22 @@ def _expected_windows(examples, tokenizer, max_len, stride, max_query):
     return np.array(counts)
 
 
+def _transformers_windows(tokenizer, examples, max_length, stride):
+    """(ids, types, mask, offsets, sequence ids, example) of every window of the tokenizer's own call, with
+    the questions as jaxqa feeds them (leading spaces stripped; none here is cut)."""
+    enc = tokenizer([q.lstrip() for q in examples.questions], examples.contexts, truncation="only_second",
+                    max_length=max_length, stride=stride, return_overflowing_tokens=True,
+                    return_offsets_mapping=True, return_token_type_ids=True, padding="max_length",
+                    padding_side="right")
+    sequence_ids = np.array([[-1 if s is None else s for s in e.sequence_ids] for e in enc.encodings])
+    # tokenizers gives the context of every overflow window type id 1 even where the pair template says 0
+    # (XLM-R, which has one token type); jaxqa keeps the template's type in every window.
+    types = np.asarray(enc["token_type_ids"])
+    types = np.where(sequence_ids == 1, types[0][sequence_ids[0] == 1][0], types)
+    return (np.asarray(enc["input_ids"]), types, np.asarray(enc["attention_mask"]), np.asarray(enc["offset_mapping"]),
+            sequence_ids, np.asarray(enc["overflow_to_sample_mapping"]))
+
+
 @pytest.mark.parametrize("max_len,stride", [(384, 128), (256, 128), (160, 64)])
 def test_squad_dev_windows_and_labels(data_dir, minilm_tokenizer, max_len, stride):
     examples = load_examples(data_dir / "squad_v1.1/dev.json")
@@ -108,10 +124,42 @@ def test_long_questions_are_cut_to_max_query_length(minilm_tokenizer, data_dir):
     assert first_context == 1 + 16 + 1  # [CLS] 16 question tokens [SEP]
 
 
-def test_window_too_small_for_stride_is_rejected(minilm_tokenizer, data_dir):
-    examples = load_examples(data_dir / "fixtures/flat_sample.json")
-    with pytest.raises(ConfigError, match=r"--doc_stride 128 leaves no room.*make doc_stride smaller"):
-        tokenize(examples, minilm_tokenizer, max_seq_length=160, doc_stride=128)
+def test_hugging_face_window_settings_are_accepted_on_squad(data_dir, minilm_tokenizer):
+    """`--max_seq_length 128 --doc_stride 64` runs in Hugging Face: the stride is checked against the real
+    questions (dev's longest has 29 tokens, 96 context tokens per window), not a worst-case 64-token one.
+    The windows and labels are those of the tokenizer's own call."""
+    examples = load_examples(data_dir / "squad_v1.1/dev.json")
+    feats = tokenize(examples, minilm_tokenizer, max_seq_length=128, doc_stride=64)
+    counts = np.bincount(feats.example_index, minlength=len(examples))
+    np.testing.assert_array_equal(counts, _expected_windows(examples, minilm_tokenizer, 128, 64, 64))
+    assert counts.max() > 1 and _check_labels(examples, feats) <= 8
+    first = examples.select(range(100))
+    ids, types, mask, offsets, sequence_ids, example = _transformers_windows(minilm_tokenizer, first, 128, 64)
+    rows = len(ids)
+    assert rows > len(first) and (feats.example_index[rows:] >= len(first)).all()
+    for name, want in (("input_ids", ids), ("token_type_ids", types), ("attention_mask", mask),
+                       ("example_index", example), ("offsets", np.where(sequence_ids[..., None] == 1, offsets, -1))):
+        np.testing.assert_array_equal(getattr(feats, name)[:rows], want, err_msg=name)
+
+
+def test_question_too_long_for_the_stride_is_refused_naming_it(data_dir, minilm_tokenizer):
+    """A question that, cut to --max_query_length, leaves no more context room than --doc_stride stops the
+    run, naming the record and the fixes, but only where its context needs a second window (as in the
+    tokenizer's own call); the longest question names the fix for all."""
+    path = data_dir / "squad_v1.1/dev.json"
+    examples = load_examples(path)
+    long_ids = [examples.ids[i] for i in (8, 10)]
+    for i in (8, 10, 89):  # contexts of 88, 197 and 54 tokens; each question cut to 64 tokens: 61 of room
+        examples.questions[i] = "why " * 80 + examples.questions[i]
+    with pytest.raises(ConfigError) as err:
+        tokenize(examples.select(range(12)), minilm_tokenizer, max_seq_length=128, doc_stride=64)
+    assert str(err.value) == (
+        f"{path}: record {long_ids[0]!r} has a question of 64 tokens (cut to --max_query_length 64), which leaves "
+        "61 context tokens in a window of --max_seq_length 128 (with 3 special tokens), not more than --doc_stride "
+        "64: the windows over its 88-token context cannot advance; lower --doc_stride below 61, lower "
+        "--max_query_length to 60 or raise --max_seq_length to 132 [2 such records]")
+    feats = tokenize(examples.select([89]), minilm_tokenizer, max_seq_length=128, doc_stride=64)
+    assert len(feats) == 1 and (feats.offsets[0, :, 0] >= 0).sum() == 54  # one window holds its context whole
 
 
 def test_feature_cache_returns_the_same_features_and_misses_on_any_change(tmp_path, minilm_tokenizer, data_dir):
@@ -148,20 +196,10 @@ def test_windows_read_from_rust_equal_transformers_call(kind, family_tokenizers,
         tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, Path) else tokenizer
     examples = load_examples(data_dir / data).select(range(150))
     backend_before = (tokenizer.backend_tokenizer.truncation, tokenizer.backend_tokenizer.padding)
-    questions = [q.lstrip() for q in examples.questions]  # as jaxqa feeds them (no question is cut here)
     ours = _encode_windows(tokenizer, examples.questions, examples.contexts, question_first=True,
                            max_length=192, stride=48, max_query_length=100)
     assert (tokenizer.backend_tokenizer.truncation, tokenizer.backend_tokenizer.padding) == backend_before
-    enc = tokenizer(questions, examples.contexts, truncation="only_second", max_length=192, stride=48,
-                    return_overflowing_tokens=True, return_offsets_mapping=True, return_token_type_ids=True,
-                    padding="max_length", padding_side="right")
-    sequence_ids = np.array([[-1 if s is None else s for s in e.sequence_ids] for e in enc.encodings])
-    # tokenizers gives the context of every overflow window type id 1 even where the pair template says 0
-    # (XLM-R, which has one token type); jaxqa keeps the template's type in every window.
-    types = np.asarray(enc["token_type_ids"])
-    types = np.where(sequence_ids == 1, types[0][sequence_ids[0] == 1][0], types)
-    expected = (enc["input_ids"], types, enc["attention_mask"], enc["offset_mapping"], sequence_ids,
-                enc["overflow_to_sample_mapping"])
+    expected = _transformers_windows(tokenizer, examples, 192, 48)
     assert len(ours[0]) > len(examples)  # some examples need several windows
     assert len(set(examples.contexts)) < len(examples) / 2  # contexts are shared: each is tokenised once
     for name, got, want in zip(("ids", "types", "mask", "offsets", "sequence ids", "example"), ours, expected):

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, write_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -77,47 +77,79 @@ def ref_f1_v2(a_gold, a_pred):
     return (2 * precision * recall) / (precision + recall)
 
 
-def ref_v2(dataset, preds, na_probs):
+def ref_v2(dataset, preds, na_probs=None, na_prob_thresh=1.0):
+    """The v2.0 script's main(); `na_probs` None = no --na-prob-file. One deliberate change: a
+    question without a prediction (the script stops with a KeyError) scores 0 in every figure, at
+    every threshold: it stays in the totals, never abstains and is left out of the search."""
+    has_na_prob_file = na_probs is not None
+    if not has_na_prob_file:
+        na_probs = {k: 0.0 for k in preds}
     qid_to_has_ans = {qa["id"]: bool(qa["answers"]) for a in dataset for p in a["paragraphs"] for qa in p["qas"]}
-    exact_scores, f1_scores = {}, {}
+    has_ans_qids = [k for k, v in qid_to_has_ans.items() if v]
+    no_ans_qids = [k for k, v in qid_to_has_ans.items() if not v]
+    missing = set()
+    exact_raw, f1_raw = {}, {}
     for article in dataset:
         for p in article["paragraphs"]:
             for qa in p["qas"]:
-                gold_answers = [a["text"] for a in qa["answers"] if ref_normalize(a["text"])] or [""]
-                a_pred = preds[qa["id"]]
-                exact_scores[qa["id"]] = max(int(ref_normalize(a) == ref_normalize(a_pred)) for a in gold_answers)
-                f1_scores[qa["id"]] = max(ref_f1_v2(a, a_pred) for a in gold_answers)
+                qid = qa["id"]
+                gold_answers = [a["text"] for a in qa["answers"] if ref_normalize(a["text"])]
+                if not gold_answers:
+                    gold_answers = [""]
+                if qid not in preds:
+                    missing.add(qid)  # the script: print("Missing prediction for %s" % qid); continue
+                    exact_raw[qid] = f1_raw[qid] = 0
+                    continue
+                a_pred = preds[qid]
+                exact_raw[qid] = max(int(ref_normalize(a) == ref_normalize(a_pred)) for a in gold_answers)
+                f1_raw[qid] = max(ref_f1_v2(a, a_pred) for a in gold_answers)
 
-    def apply(scores, thresh=1.0):
-        return {q: float(not qid_to_has_ans[q]) if na_probs[q] > thresh else s for q, s in scores.items()}
+    def apply_no_ans_threshold(scores):
+        new_scores = {}
+        for qid, s in scores.items():
+            pred_na = qid not in missing and na_probs[qid] > na_prob_thresh
+            new_scores[qid] = float(not qid_to_has_ans[qid]) if pred_na else s
+        return new_scores
 
-    def make(exact, f1, qids):
-        return {"exact": 100.0 * sum(exact[k] for k in qids) / len(qids),
-                "f1": 100.0 * sum(f1[k] for k in qids) / len(qids), "total": len(qids)}
+    def make_eval_dict(exact_scores, f1_scores, qid_list=None):
+        if not qid_list:
+            total = len(exact_scores)
+            return {"exact": 100.0 * sum(exact_scores.values()) / total,
+                    "f1": 100.0 * sum(f1_scores.values()) / total, "total": total}
+        total = len(qid_list)
+        return {"exact": 100.0 * sum(exact_scores[k] for k in qid_list) / total,
+                "f1": 100.0 * sum(f1_scores[k] for k in qid_list) / total, "total": total}
 
-    exact_t, f1_t = apply(exact_scores), apply(f1_scores)
-    out = make(exact_t, f1_t, list(exact_t))
-    for name, want in (("HasAns", True), ("NoAns", False)):
-        qids = [k for k, v in qid_to_has_ans.items() if v == want]
-        for key, value in make(exact_t, f1_t, qids).items():
-            out[f"{name}_{key}"] = value
+    exact_thresh, f1_thresh = apply_no_ans_threshold(exact_raw), apply_no_ans_threshold(f1_raw)
+    out_eval = make_eval_dict(exact_thresh, f1_thresh)
+    for prefix, qids in (("HasAns", has_ans_qids), ("NoAns", no_ans_qids)):
+        if qids:
+            for k, v in make_eval_dict(exact_thresh, f1_thresh, qid_list=qids).items():
+                out_eval[f"{prefix}_{k}"] = v
 
-    def best_thresh(scores):
-        num_no_ans = sum(1 for k in qid_to_has_ans if not qid_to_has_ans[k])
-        cur_score = best_score = num_no_ans
-        best = 0.0
-        for qid in sorted(na_probs, key=lambda k: na_probs[k]):
-            if qid not in scores:
+    def find_best_thresh(scores):
+        num_no_ans = sum(1 for k in qid_to_has_ans if not qid_to_has_ans[k] and k not in missing)
+        cur_score = num_no_ans
+        best_score = cur_score
+        best_thresh = 0.0
+        qid_list = sorted(na_probs, key=lambda k: na_probs[k])
+        for qid in qid_list:
+            if qid not in scores or qid in missing:
                 continue
-            diff = scores[qid] if qid_to_has_ans[qid] else (-1 if preds[qid] else 0)
+            if qid_to_has_ans[qid]:
+                diff = scores[qid]
+            else:
+                diff = -1 if preds[qid] else 0
             cur_score += diff
             if cur_score > best_score:
-                best_score, best = cur_score, na_probs[qid]
-        return 100.0 * best_score / len(scores), best
+                best_score = cur_score
+                best_thresh = na_probs[qid]
+        return 100.0 * best_score / len(scores), best_thresh
 
-    out["best_exact"], out["best_exact_thresh"] = best_thresh(exact_scores)
-    out["best_f1"], out["best_f1_thresh"] = best_thresh(f1_scores)
-    return out
+    if has_na_prob_file:
+        out_eval["best_exact"], out_eval["best_exact_thresh"] = find_best_thresh(exact_raw)
+        out_eval["best_f1"], out_eval["best_f1_thresh"] = find_best_thresh(f1_raw)
+    return out_eval
 
 
 # --- predictions that exercise the hard cases -------------------------------------------------
@@ -201,16 +233,18 @@ PIECES = ["a", "an", "the", "The", "theater", "A.", "b", "apple", "’s", "—",
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.lists(st.sampled_from(PIECES), max_size=8).map("".join),
                           st.lists(st.lists(st.sampled_from(PIECES), max_size=6).map("".join), min_size=1, max_size=3)),
-                min_size=1, max_size=12))
-def test_batch_scores_equal_per_pair_definitions(questions):
-    """best_over_golds (all pairs at once) == max over golds of exact_match/token_f1, exactly.
-    Each question also gets its prediction's normalised form as a gold (exact match 1 if the
-    batch normaliser agrees with normalize_answer)."""
+                min_size=1, max_size=12), st.booleans())
+def test_batch_scores_equal_per_pair_definitions(questions, no_answer_rule):
+    """best_over_golds (all pairs at once) == max over golds of exact_match/token_f1, exactly, under
+    either F1 rule. Each question also gets its prediction's normalised form as a gold (exact match 1
+    if the batch normaliser agrees with normalize_answer)."""
     questions = [(p, gs + [normalize_answer(p)] if i % 2 else gs) for i, (p, gs) in enumerate(questions)]
     preds, golds = [p for p, _ in questions], [g for _, g in questions]
-    exact, f1 = metrics.best_over_golds(preds, golds)
-    assert exact.tolist() == [max(exact_match(p, g) for g in gs) for p, gs in questions]
-    assert f1.tolist() == [max(token_f1(p, g) for g in gs) for p, gs in questions]
+    exact, f1 = metrics.best_over_golds(preds, golds, no_answer_rule=no_answer_rule)
+    if no_answer_rule:  # v2.0: golds that normalise to nothing count only when all of them do
+        golds = [[g for g in gs if normalize_answer(g)] or [""] for gs in golds]
+    assert exact.tolist() == [max(exact_match(p, g) for g in gs) for p, gs in zip(preds, golds)]
+    assert f1.tolist() == [max(token_f1(p, g, no_answer_rule) for g in gs) for p, gs in zip(preds, golds)]
 
 
 @pytest.mark.parametrize("prediction,gold", [("the’s", "’s"), ("\x01the", "\x01"), ("Ünï the", "Ünï"),
@@ -220,10 +254,18 @@ def test_batch_scores_shortcut_cases(prediction, gold):
     assert metrics.best_over_golds([prediction, "x"], [[gold], ["x"]])[0].tolist() == [1.0, 1.0]
 
 
-def test_token_f1_edge_cases():
-    assert token_f1("Denver Broncos team", "the Denver Broncos") == pytest.approx(0.8)
-    assert token_f1("", "") == 1.0 and token_f1("the", "") == 1.0  # both normalise to nothing
-    assert token_f1("", "Denver") == 0.0 and exact_match("...", "") == 1.0
+@pytest.mark.parametrize("prediction,gold,f1_v1,f1_v2", [("", "", 0, 1), ("a", "the", 0, 1), ("the", ".", 0, 1),
+                                                       ("", "Denver", 0, 0), ("Denver", "an", 0, 0)])
+def test_token_f1_v1_and_v2_rules(prediction, gold, f1_v1, f1_v2):
+    """Answers that normalise to nothing: v1.1 counts shared tokens (none: F1 0), v2.0 reads them as
+    "no answer", which matches only "no answer". Per pair and in the batch scorer."""
+    assert token_f1(prediction, gold) == ref_f1_v1(prediction, gold) == f1_v1
+    assert token_f1(prediction, gold, no_answer_rule=True) == ref_f1_v2(gold, prediction) == f1_v2
+    for rule, f1 in ((False, f1_v1), (True, f1_v2)):
+        exact, got = metrics.best_over_golds([prediction, "Denver Broncos team"], [[gold], ["the Denver Broncos"]],
+                                             no_answer_rule=rule)
+        assert got.tolist() == [f1, pytest.approx(0.8)]
+        assert exact.tolist() == [exact_match(prediction, gold), 0.0]
 
 
 # --- CJK ----------------------------------------------------------------------------------------
@@ -254,16 +296,67 @@ def test_auto_metric_choice(data_dir):
     assert metrics.pick_metric("auto", False, en.contexts) == "squad"
 
 
-def test_scorer_cli(tmp_path, data_dir):
-    data = json.loads((data_dir / "squad_v2.0/dev.json").read_text())["data"]
-    preds = _noisy_predictions(data, 5)
-    na_probs = {q: float(i % 7) for i, q in enumerate(preds)}
-    (tmp_path / "p.json").write_text(json.dumps(preds))
-    (tmp_path / "n.json").write_text(json.dumps(na_probs))
-    proc = subprocess.run([sys.executable, "-m", "jaxqa.evaluate", str(data_dir / "squad_v2.0/dev.json"),
-                           str(tmp_path / "p.json"), "--na-prob-file", str(tmp_path / "n.json")],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+EMPTY_GOLDS = ["the", ".", ",", "The", "a", "(", "an"]  # context strings that normalise to nothing
+EMPTY_PREDICTIONS = ["", "a", "the", ".", "An.", " ", "--"]
+
+
+def _edge_cases(data_dir, version, seed):
+    """A dev set where some answers (for some questions all of them) are context strings that
+    normalise to nothing; predictions with such strings and empties, every 13th id missing, 3 extra;
+    no-answer scores (ties included) for the predicted ids, the extras and some missing ids."""
+    dataset = json.loads((data_dir / f"squad_{version}/dev.json").read_text())
+    rng = random.Random(seed)
+    preds = _noisy_predictions(dataset["data"], seed)
+    for p in (p for article in dataset["data"] for p in article["paragraphs"]):
+        for qa in p["qas"]:
+            if qa["answers"] and rng.random() < 0.4:
+                for answer in qa["answers"] if rng.random() < 0.5 else qa["answers"][:1]:
+                    text = rng.choice([t for t in EMPTY_GOLDS if t in p["context"]])
+                    answer.update(text=text, answer_start=p["context"].index(text))
+                preds[qa["id"]] = rng.choice([*EMPTY_PREDICTIONS, preds[qa["id"]]])
+    missing = list(preds)[::13]
+    for qid in missing:
+        del preds[qid]
+    preds.update({f"extra-{i}": "Denver" for i in range(3)})
+    scored = [*preds, *missing[::2]]
+    rng.shuffle(scored)  # the file's order decides ties
+    na_probs = {q: rng.choice([0.0, 0.25, 0.5, 1.0, 2.0, rng.random()]) for q in scored}
+    return dataset, preds, na_probs, missing
+
+
+def test_squad_v2_missing_predictions_score_zero(data_dir, tmp_path, caplog):
+    """A question without a prediction counts, scoring 0 (the v2.0 script would stop); extra ids are
+    ignored; one warning names the count."""
+    dataset, preds, na_probs, missing = _edge_cases(data_dir, "v2.0", 3)
+    ex = load_examples(write_json(tmp_path / "gold.json", dataset))
+    ours = metrics.squad_v2(preds, dict(zip(ex.ids, ex.answer_texts)), na_probs)
+    ref = ref_v2(dataset["data"], preds, na_probs)
+    assert ours.keys() == ref.keys() and ours["total"] == len(ex.ids)
+    for key, value in ref.items():
+        assert abs(ours[key] - value) < 1e-9, (key, ours[key], value)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and f"{len(missing)} of {len(ex.ids)} questions have no prediction" in warnings[0]
+
+
+@pytest.mark.parametrize("version,with_na_probs", [("v1.1", False), ("v2.0", False), ("v2.0", True)])
+def test_scorer_cli_equals_official(tmp_path, data_dir, version, with_na_probs):
+    """`python -m jaxqa.evaluate` prints the official script's figures (v2.0: and keys), also where
+    answers normalise to nothing and with missing and extra ids; stderr is one warning line."""
+    dataset, preds, na_probs, missing = _edge_cases(data_dir, version, 5)
+    cmd = [sys.executable, "-m", "jaxqa.evaluate", str(write_json(tmp_path / "gold.json", dataset)),
+           str(write_json(tmp_path / "p.json", preds))]
+    if with_na_probs:
+        cmd += ["--na-prob-file", str(write_json(tmp_path / "n.json", na_probs))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout)
-    for key, value in ref_v2(data, preds, na_probs).items():
-        assert abs(printed[key] - value) < 1e-9
+    if version == "v1.1":
+        ref, metric = ref_v1(dataset["data"], preds), "squad"
+    else:
+        ref, metric = ref_v2(dataset["data"], preds, na_probs if with_na_probs else None), "squad_v2"
+    assert printed.pop("metric") == metric and printed.keys() == ref.keys()
+    for key, value in ref.items():
+        assert abs(printed[key] - value) < 1e-9, (key, printed[key], value)
+    total = sum(len(p["qas"]) for article in dataset["data"] for p in article["paragraphs"])
+    [warning] = proc.stderr.splitlines()
+    assert f"{len(missing)} of {total} questions have no prediction" in warning and missing[0] in warning

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import types
-
 import jax
 import numpy as np
 import pytest
+from conftest import require
 
 from jaxqa import train_state, weights
+from jaxqa.config import RunConfig
 from jaxqa.data import load_examples
 from jaxqa.errors import ModelError
 from jaxqa.features import tokenize
 
-torch = pytest.importorskip("torch")
-OPT = types.SimpleNamespace(seed=0, dtype="float32", learning_rate=5e-5, weight_decay=0.01, adam_beta1=0.9,
-                            adam_beta2=0.999, adam_epsilon=1e-8, max_grad_norm=1.0, warmup_ratio=0.1,
-                            warmup_steps=0)
+torch = require("torch")
+OPT = RunConfig(seed=0, dtype="float32", learning_rate=5e-5, weight_decay=0.01, adam_beta1=0.9,
+                  adam_beta2=0.999, adam_epsilon=1e-8, max_grad_norm=1.0, warmup_ratio=0.1,
+                  warmup_steps=0)
 
 
 def _torch_logits(model, feats, rows):

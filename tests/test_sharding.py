@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -181,36 +183,56 @@ def _losses(out: Path) -> list[float]:
     return [r["loss"] for r in records if "loss" in r]
 
 
-def test_two_processes_train_like_one(tmp_path, bert64_dir, data_dir):
-    """jax.distributed over localhost (gloo CPU collectives): 2 processes x 4 fake devices on a
-    data=2,fsdp=2,tensor=2 mesh, each reading half of every batch, give the losses, predictions and
-    saved model of 1 process x 8 devices."""
+def _two_process_args(model_dir: Path, data_dir: Path, epochs: float) -> list[str]:
     sample = data_dir / "fixtures/flat_sample.json"  # 28 windows of 128: 3.5 batches of 8 per epoch
-    args = [sys.executable, str(ROOT / "run_qa.py"), "--model_name_or_path", bert64_dir, "--train_file", sample,
+    args = [sys.executable, str(ROOT / "run_qa.py"), "--model_name_or_path", model_dir, "--train_file", sample,
             "--validation_file", sample, "--do_train", "--do_eval", "--max_seq_length", 128, "--doc_stride", 32,
             "--pad_to_max_length", "--per_device_train_batch_size", 2, "--per_device_eval_batch_size", 2,
-            "--mesh", "data=2,fsdp=2,tensor=2", "--num_train_epochs", 1.25, "--logging_steps", 1,
+            "--mesh", "data=2,fsdp=2,tensor=2", "--num_train_epochs", epochs, "--logging_steps", 1,
             "--learning_rate", 1e-3, "--adam_epsilon", 1e-5, "--accelerator", "cpu"]  # eps: see sharding_worker.OPT
-    args = [str(a) for a in args]
-    single = subprocess.run(args + ["--output_dir", str(tmp_path / "one")], capture_output=True, text=True,
-                            timeout=600, cwd=ROOT, env=_env(8))
-    assert single.returncode == 0, single.stderr[-3000:]
+    return [str(a) for a in args]
 
-    port, procs = _free_port(), []
+
+def _start_two_processes(args: list[str], out: Path, env: dict) -> list[subprocess.Popen]:
+    """Processes 0 and 1 of one jax.distributed run over localhost, 4 fake devices each."""
+    port = _free_port()
+    return [subprocess.Popen(args + ["--output_dir", str(out), "--coordinator_address", f"localhost:{port}",
+                                     "--num_processes", "2", "--process_id", str(pid)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+            for pid in range(2)]
+
+
+def _finish(procs: list[subprocess.Popen], timeout: float) -> list[tuple[str, str]]:
+    """(stdout, stderr) of each process; a process still running at the deadline (a hang) is killed."""
     try:
-        for pid in range(2):
-            procs.append(subprocess.Popen(
-                args + ["--output_dir", str(tmp_path / "two"), "--coordinator_address", f"localhost:{port}",
-                        "--num_processes", "2", "--process_id", str(pid)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=_env(4)))
-        outputs = [p.communicate(timeout=600) for p in procs]
+        return [p.communicate(timeout=timeout) for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+def test_two_processes_train_like_one(tmp_path, bert64_dir, data_dir):
+    """jax.distributed over localhost (gloo CPU collectives): 2 processes x 4 fake devices on a
+    data=2,fsdp=2,tensor=2 mesh, each reading half of every batch, give the losses, predictions and
+    saved model of 1 process x 8 devices; with --push_to_hub only process 0 uploads."""
+    args = _two_process_args(bert64_dir, data_dir, epochs=1.25)
+    single = subprocess.run(args + ["--output_dir", str(tmp_path / "one")], capture_output=True, text=True,
+                            timeout=600, cwd=ROOT, env=_env(8))
+    assert single.returncode == 0, single.stderr[-3000:]
+
+    # --push_to_hub against a stand-in Hub (tests/fake_hub) that logs each call and the files sent.
+    hub_log = tmp_path / "hub.jsonl"
+    hub_env = {**_env(4), "PYTHONPATH": os.pathsep.join([str(ROOT / "tests/fake_hub"), _env(4)["PYTHONPATH"]]),
+               "JAXQA_FAKE_HUB_LOG": str(hub_log), "HF_HUB_OFFLINE": "0"}
+    procs = _start_two_processes(args + ["--push_to_hub", "--hub_model_id", "tester/two"], tmp_path / "two", hub_env)
+    outputs = _finish(procs, timeout=600)
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
+    uploads = [json.loads(line) for line in hub_log.read_text().splitlines() if '"upload_folder"' in line]
+    assert [(u["process_id"], u["repo_id"]) for u in uploads] == [("0", "tester/two")], uploads  # process 0 alone
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(uploads[0]["files"]), uploads
     one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
     assert len(one) == 5 and len(two) == 5
     assert max(abs(a - b) for a, b in zip(one, two)) < 1e-5, (one, two)
@@ -225,3 +247,21 @@ def test_two_processes_train_like_one(tmp_path, bert64_dir, data_dir):
     a, b = load_file(tmp_path / "one/model/model.safetensors"), load_file(tmp_path / "two/model/model.safetensors")
     worst = max((float(np.abs(a[k] - b[k]).max()), k) for k in a)
     assert worst[0] < 1e-5, worst
+
+
+def test_sigterm_to_one_of_two_processes_stops_both_at_the_same_step(tmp_path, bert64_dir, data_dir):
+    """Only process 1 is signalled (as a preempted host would be). The checkpoint save is collective, so
+    both must stop at one step (JAX's preemption sync point), save it together and exit: no hang."""
+    out = tmp_path / "preempted"
+    procs = _start_two_processes(_two_process_args(bert64_dir, data_dir, epochs=150), out, _env(4))  # 600 steps
+    deadline = time.monotonic() + 300
+    while not ((out / "metrics.jsonl").exists() and len(_losses(out)) >= 3):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "the run ended or stalled"
+        time.sleep(0.05)
+    procs[1].send_signal(signal.SIGTERM)
+    outputs = _finish(procs, timeout=240)
+    stops = [re.search(r"jaxqa: stopped by (\w+) at step (\d+)/600; checkpoint saved", err) for _, err in outputs]
+    assert all(p.returncode == 0 for p in procs) and all(stops), [err[-2000:] for _, err in outputs]
+    step = int(stops[0].group(2))
+    assert int(stops[1].group(2)) == step and 3 <= step < 600
+    assert [p.name for p in (out / "checkpoints").iterdir() if p.name.isdigit()] == [str(step)]

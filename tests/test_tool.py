@@ -9,48 +9,99 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, require
 
 from jaxqa.cli import build_parser, flags_table, parse_config
-from jaxqa.config import SAMPLE_DIR
+from jaxqa.config import SAMPLE_DIR, RunConfig
 
 # Every field of ModelArguments, DataTrainingArguments and TrainingArguments in Hugging Face's
-# examples/flax/question-answering/run_qa.py (plus `token` and `trust_remote_code` of later versions).
-HF_FLAX_RUN_QA_FLAGS = [
-    "model_name_or_path", "config_name", "tokenizer_name", "cache_dir", "model_revision", "use_auth_token", "token",
-    "trust_remote_code", "dtype",
-    "dataset_name", "dataset_config_name", "train_file", "validation_file", "test_file", "overwrite_cache",
-    "preprocessing_num_workers", "max_seq_length", "pad_to_max_length", "max_train_samples", "max_eval_samples",
-    "max_predict_samples", "version_2_with_negative", "null_score_diff_threshold", "doc_stride", "n_best_size",
-    "max_answer_length",
-    "output_dir", "overwrite_output_dir", "do_train", "do_eval", "do_predict", "per_device_train_batch_size",
-    "per_device_eval_batch_size", "learning_rate", "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon",
-    "adafactor", "num_train_epochs", "warmup_steps", "logging_steps", "save_steps", "eval_steps", "seed",
-    "push_to_hub", "hub_model_id", "hub_token",
+# examples/flax/question-answering/run_qa.py (plus `token` and `trust_remote_code` of later versions),
+# each with a value as a user would pass it there and the value, of the type Hugging Face declares
+# (str, int, float, bool), that it must give here. Values differ from jaxqa's defaults where the type
+# allows, so a flag that is parsed but lands nowhere fails. Booleans take HfArgumentParser's forms:
+# `--flag` alone is true, or true/false, yes/no, 1/0 in any case.
+HF_FLAX_RUN_QA_COMMAND = [
+    ("model_name_or_path", ["bert-base-uncased"], "bert-base-uncased"),
+    ("config_name", ["bert-base-cased"], "bert-base-cased"),
+    ("tokenizer_name", ["bert-large-uncased"], "bert-large-uncased"),
+    ("cache_dir", ["/data/hf_cache"], "/data/hf_cache"),
+    ("model_revision", ["v1.1"], "v1.1"),
+    ("use_auth_token", ["True"], True),
+    ("token", ["hf_token_a"], "hf_token_a"),
+    ("trust_remote_code", ["yes"], True),
+    ("dtype", ["bfloat16"], "bfloat16"),
+    ("dataset_name", ["squad_v2"], "squad_v2"),
+    ("dataset_config_name", ["squad_v2"], "squad_v2"),
+    ("train_file", ["train.json"], "train.json"),
+    ("validation_file", ["dev.json"], "dev.json"),
+    ("test_file", ["test.json"], "test.json"),
+    ("overwrite_cache", [], True),
+    ("preprocessing_num_workers", ["4"], 4),
+    ("max_seq_length", ["256"], 256),
+    ("pad_to_max_length", ["TRUE"], True),
+    ("max_train_samples", ["1000"], 1000),
+    ("max_eval_samples", ["200"], 200),
+    ("max_predict_samples", ["300"], 300),
+    ("version_2_with_negative", ["1"], True),
+    ("null_score_diff_threshold", ["-1.5"], -1.5),
+    ("doc_stride", ["64"], 64),
+    ("n_best_size", ["10"], 10),
+    ("max_answer_length", ["50"], 50),
+    ("output_dir", ["./bert-qa-squad"], "./bert-qa-squad"),
+    ("overwrite_output_dir", [], True),
+    ("do_train", [], True),
+    ("do_eval", ["true"], True),
+    ("do_predict", ["y"], True),
+    ("per_device_train_batch_size", ["12"], 12),
+    ("per_device_eval_batch_size", ["16"], 16),
+    ("learning_rate", ["3e-5"], 3e-5),
+    ("weight_decay", ["0.01"], 0.01),
+    ("adam_beta1", ["0.85"], 0.85),
+    ("adam_beta2", ["0.98"], 0.98),
+    ("adam_epsilon", ["1e-6"], 1e-6),
+    ("adafactor", ["1"], True),
+    ("num_train_epochs", ["2"], 2.0),
+    ("warmup_steps", ["100"], 100),
+    ("logging_steps", ["25"], 25),
+    ("save_steps", ["250"], 250),
+    ("eval_steps", ["1000"], 1000),
+    ("seed", ["7"], 7),
+    ("push_to_hub", [], True),
+    ("hub_model_id", ["me/bert-qa"], "me/bert-qa"),
+    ("hub_token", ["hf_token_b"], "hf_token_b"),
 ]
 
 
-def _sample_value(action):
-    if action.choices:
-        return str(action.choices[-1])
-    if action.nargs == "?":  # booleans: `--flag` alone means true
-        return None
-    return {int: "3", float: "0.25"}.get(action.type, "some_value")
+def test_hugging_face_flax_run_qa_flags_mean_the_same_here():
+    """A full Hugging Face command line: every flag lands in the field of that name with HF's value and
+    type; booleans read as HF reads them; the flags whose effect is jaxqa's own act as HF's do."""
+    from jaxqa import train_state
 
-
-def test_every_hugging_face_flax_run_qa_flag_parses():
-    actions = {a.dest: a for a in build_parser()._actions}
-    missing = [flag for flag in HF_FLAX_RUN_QA_FLAGS if flag not in actions]
+    accepted = {action.dest for action in build_parser()._actions}
+    missing = [flag for flag, _, _ in HF_FLAX_RUN_QA_COMMAND if flag not in accepted]
     assert not missing, f"flags of Hugging Face's run_qa.py that jaxqa does not accept: {missing}"
-    argv, expected = [], {}
-    for flag in HF_FLAX_RUN_QA_FLAGS:
-        value = _sample_value(actions[flag])
-        argv += [f"--{flag}"] + ([] if value is None else [value])
-        expected[flag] = True if value is None else actions[flag].type(value) if actions[flag].type else value
+    argv = [token for flag, values, _ in HF_FLAX_RUN_QA_COMMAND for token in (f"--{flag}", *values)]
     config, is_default = parse_config(argv)
     assert not is_default
-    for flag, value in expected.items():
-        assert getattr(config, flag) == value, flag
+    for flag, _, expected in HF_FLAX_RUN_QA_COMMAND:
+        got = getattr(config, flag)
+        assert type(got) is type(expected) and got == expected, (flag, got, expected)
+    defaults = RunConfig()
+    assert all(getattr(defaults, flag) != expected for flag, _, expected in HF_FLAX_RUN_QA_COMMAND), \
+        "every value differs from jaxqa's default, so a flag that changes nothing fails above"
+
+    for text, value in [("True", True), ("false", False), ("YES", True), ("no", False), ("1", True), ("0", False),
+                        ("Y", True), ("n", False)]:
+        assert parse_config(["--do_train", text])[0].do_train is value, text
+    assert parse_config(["--do_train"])[0].do_train is True and parse_config(["--do_eval"])[0].do_train is False
+
+    # HF's meaning, not just the name: padding to max_seq_length instead of buckets; warmup_steps
+    # (rather than a ratio) of linear warmup to the learning rate, then linear decay to 0, as in HF's
+    # create_learning_rate_fn; trust_remote_code and preprocessing_num_workers accepted but inert.
+    assert config.bucket is None and parse_config(["--do_train"])[0].bucket is not None
+    _, schedule = train_state.make_optimizer(config, total_steps=1100)
+    assert [float(schedule(s)) for s in (0, 50, 100, 600, 1100)] == pytest.approx([0, 1.5e-5, 3e-5, 1.5e-5, 0])
+    assert [f.split(":")[0] for f in config.inert_flags()] == ["--trust_remote_code", "--preprocessing_num_workers"]
 
 
 def _hf_readme_command(minilm_dir, out: Path) -> list[str]:
@@ -122,8 +173,7 @@ def test_dataset_name_without_datasets_package_says_what_to_do(tmp_path, monkeyp
 
 
 def test_colab_notebook_runs_top_to_bottom_on_cpu(tmp_path):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
+    nbformat, nbclient = require("nbformat"), require("nbclient")
     notebook = nbformat.read(ROOT / "notebooks/colab_tpu.ipynb", as_version=4)
     nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
@@ -137,3 +187,15 @@ def test_colab_notebook_runs_top_to_bottom_on_cpu(tmp_path):
 def test_readme_flag_table_is_the_parser():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert flags_table() in readme, "README's flag table is stale: paste jaxqa.cli.flags_table() into it"
+
+
+def test_a_missing_test_reference_fails_under_ci_and_skips_elsewhere(monkeypatch):
+    """conftest.require, used for torch and the notebook runner: never a silent skip in CI."""
+    monkeypatch.setitem(sys.modules, "absent_reference", None)  # `import absent_reference` raises ImportError
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="absent_reference is needed by this test"):
+        require("absent_reference")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="absent_reference is needed by this test"):
+        require("absent_reference")
+    assert require("json") is json

@@ -16,14 +16,19 @@ Block i holds rows i, i + n, i + 2n, ... (n = blocks): when the batch is split o
 device then works on its own rows in every block. q, k and v travel as one [batch, 3, heads, seq,
 head_dim] tensor: a block reads its rows in one piece and the backward pass writes the three
 gradients into one, instead of concatenating them through memory (~0.15 s of a MiniLM step).
+
+Which attention runs is decided on purpose by `choose_attention` (see its table): cuDNN's flash
+kernel where it can run, this kernel everywhere else.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxqa.models.dropout import keep_scale
 from jaxqa.sharding import constrain
@@ -127,3 +132,113 @@ def _backward(rate, blocks, residuals, d_out):
 
 
 _attention.defvjp(_forward, _backward)
+
+
+# --- which attention runs ---------------------------------------------------------------------
+
+KERNELS = ("cudnn", "blocked", "xla")
+KERNEL_NAMES = {"cudnn": "cudnn flash", "blocked": "blocked kernel", "xla": "XLA dot_product_attention"}
+_SHORT_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "float32"}
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionChoice:
+    kernel: str  # one of KERNELS
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{KERNEL_NAMES[self.kernel]} ({self.reason})"
+
+
+def target_platform(platform: str | None = None) -> str:
+    """The platform a program is built for, as `jax.export` names them: "cuda", "rocm", "tpu" or
+    "cpu". `platform` None: this process's default backend (its GPUs told apart by the runtime's
+    version string); "gpu": CUDA, unless this process runs on ROCm GPUs."""
+    name = (platform or jax.default_backend()).lower()
+    if name == "gpu":
+        local = jax.default_backend() == "gpu" and "rocm" in jax.devices()[0].client.platform_version.lower()
+        name = "rocm" if local else "cuda"
+    return name
+
+
+def local_compute_capability(platform: str) -> tuple[int, int] | None:
+    """(major, minor) of this process's first CUDA device when `platform` is the one it runs on;
+    None otherwise (e.g. lowering for CUDA from a CPU: then the limits of pre-Hopper GPUs apply)."""
+    if platform != "cuda" or jax.default_backend() != "gpu":
+        return None
+    capability = getattr(jax.devices()[0], "compute_capability", None)
+    try:
+        return tuple(int(x) for x in str(capability).split(".")[:2])
+    except ValueError:
+        return None
+
+
+def _flash_problem(platform: str, dtype: str, head_dim: int, dropout_rate: float, padding_side: str,
+                   compute_capability) -> str | None:
+    """Why cuDNN's flash attention cannot run this attention (the first reason), or None if it can."""
+    if dropout_rate:
+        return f"dropout {dropout_rate:g} on probabilities"
+    if platform != "cuda":
+        return {"cpu": "CPU: rows in blocks whose scores stay in cache",
+                "tpu": "TPU: no cuDNN"}.get(platform, f"{platform}: no cuDNN")
+    if dtype not in ("bfloat16", "float16"):
+        return f"{_SHORT_DTYPES.get(dtype, dtype)}: cuDNN flash needs bf16 or fp16"
+    limit = 256 if compute_capability and tuple(compute_capability) >= (9, 0) else 128
+    if head_dim % 8 or head_dim > limit:
+        return f"head_dim {head_dim}: cuDNN flash needs a multiple of 8 up to {limit}"
+    if padding_side != "right":
+        return (f"{padding_side}-padded: cuDNN masks padding by lengths, which assume right padding "
+                "(and rejects a [batch, 1, 1, seq] bias)")
+    return None
+
+
+def choose_attention(platform: str, dtype, head_dim: int, dropout_rate: float = 0.0, padding_side: str = "right",
+                     *, compute_capability: tuple[int, int] | None = None,
+                     requested: str | None = None) -> AttentionChoice:
+    """Which attention runs, and why. `platform` as `target_platform` names it; `dropout_rate` the
+    dropout on attention probabilities of this call (0 in evaluation); `padding_side` where the
+    batches' padding is ("right": jaxqa's features always are).
+
+    | case (first that holds)                                   | kernel                                 |
+    |-----------------------------------------------------------|----------------------------------------|
+    | dropout on probabilities                                  | blocked (the only one that has it)     |
+    | not CUDA (CPU, TPU, ROCm)                                 | blocked (CPU: rows in cache-sized blocks) |
+    | CUDA, float32                                             | blocked (flash needs bf16/fp16)        |
+    | CUDA, head_dim not a multiple of 8 or > 128 (> 256 on Hopper) | blocked                            |
+    | CUDA, left padding                                        | blocked (cuDNN masks by lengths)       |
+    | CUDA, bf16/fp16, head_dim ok, no dropout, right-padded    | cudnn: `jax.nn.dot_product_attention(implementation="cudnn", key_value_seq_lengths=...)` |
+
+    XLA's `jax.nn.dot_product_attention` (what `implementation=None` gives) is never chosen: it
+    keeps the [batch, heads, seq, seq] probabilities for the backward pass, where the blocked kernel
+    keeps one log-sum-exp per query row and runs the same XLA operations otherwise. `requested`
+    names a kernel to run regardless ("xla": the cuDNN call's layout and masking on any backend,
+    for tests and comparisons); one that cannot run this attention is refused (ValueError)."""
+    dtype = jnp.dtype(dtype).name
+    problem = _flash_problem(platform, dtype, head_dim, dropout_rate, padding_side, compute_capability)
+    if requested is not None:
+        if requested not in KERNELS:
+            raise ValueError(f"attention kernel {requested!r} is unknown; use one of {', '.join(KERNELS)}")
+        if requested != "blocked" and dropout_rate:
+            raise ValueError(f"attention kernel {requested!r} has no dropout on probabilities "
+                             f"(asked for {dropout_rate:g}); use the blocked kernel or attention dropout 0")
+        if requested != "blocked" and padding_side != "right":
+            raise ValueError(f"attention kernel {requested!r} masks padding by lengths, which assume right "
+                             f"padding; the batches are {padding_side}-padded: use the blocked kernel")
+        if requested == "cudnn" and problem:
+            raise ValueError(f"cuDNN flash attention cannot run this attention: {problem}")
+        return AttentionChoice(requested, "requested")
+    if problem is None:
+        return AttentionChoice("cudnn", f"{_SHORT_DTYPES.get(dtype, dtype)}, head_dim {head_dim}, no dropout, "
+                                        "right-padded")
+    return AttentionChoice("blocked", problem)
+
+
+def check_right_padded(attention_mask) -> None:
+    """Refuse a concrete mask whose real tokens are not a prefix of each row (the lengths mask of
+    the cuDNN and XLA kernels would attend to padding and ignore real tokens)."""
+    mask = np.asarray(attention_mask) > 0
+    lengths = mask.sum(axis=-1, keepdims=True)
+    if not np.array_equal(mask, np.arange(mask.shape[-1]) < lengths):
+        rows = np.flatnonzero((mask != (np.arange(mask.shape[-1]) < lengths)).any(axis=-1))
+        raise ValueError(f"attention masks by lengths, but rows {rows[:5].tolist()} are not right-padded "
+                         "(real tokens must come first); build the model with padding_side='left'")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 from typing import Any
 
 import jax
@@ -24,10 +25,19 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxqa.errors import ModelError
-from jaxqa.models.attention import attention
+from jaxqa.models.attention import (
+    AttentionChoice,
+    attention,
+    check_right_padded,
+    choose_attention,
+    local_compute_capability,
+    target_platform,
+)
 from jaxqa.models.dropout import Dropout, seeds_from
 from jaxqa.models.families import FAMILIES, SUPPORTED, Family
 from jaxqa.sharding import batch_split, constrain
+
+log = logging.getLogger("jaxqa")
 
 _ACTIVATIONS = {
     "gelu": functools.partial(jax.nn.gelu, approximate=False),
@@ -190,16 +200,61 @@ class Embeddings(nnx.Module):
         return constrain(self.dropout(self.norm(x), deterministic=deterministic, rngs=rngs), HIDDEN)
 
 
+@dataclasses.dataclass(frozen=True)
+class AttentionPlan:
+    """The attention kernel of training and of evaluation calls (`choose_attention`), decided when
+    the model is built, for the platform it is built for. `cudnn_as_xla`: where cuDNN was chosen,
+    lower the same call with `implementation="xla"` (a cuDNN call cannot lower without cuDNN, e.g.
+    when a CUDA program is exported from a CPU); nothing else changes."""
+
+    platform: str
+    train: AttentionChoice
+    eval: AttentionChoice
+    cudnn_as_xla: bool = False
+
+    def describe(self) -> str:
+        if self.train == self.eval:
+            return f"attention: {self.train}"
+        return f"attention: training {self.train}; evaluation {self.eval}"
+
+
+def plan_attention(cfg: EncoderConfig, dtype, *, fused: bool = False, platform: str | None = None,
+                   padding_side: str = "right", kernel: str | None = None, cudnn_as_xla: bool = False,
+                   compute_capability: tuple[int, int] | None = None) -> AttentionPlan:
+    """The AttentionPlan of a model: training has the attention dropout of `cfg` (none when `fused`),
+    evaluation none. `platform` None: the default backend's; `kernel` forces one (see choose_attention)."""
+    platform = target_platform(platform)
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    capability = compute_capability or local_compute_capability(platform)
+    rate = 0.0 if fused else cfg.attention_probs_dropout_prob
+    choose = functools.partial(choose_attention, platform, dtype, head_dim, padding_side=padding_side,
+                               compute_capability=capability, requested=kernel)
+    return AttentionPlan(platform, choose(dropout_rate=rate), choose(dropout_rate=0.0), cudnn_as_xla)
+
+
+_logged: set[str] = set()
+
+
+def _log_once(message: str) -> None:
+    """Each distinct message once per process (a run builds its model several times: shapes, init)."""
+    if message not in _logged:
+        _logged.add(message)
+        log.info(message)
+
+
 class SelfAttention(nnx.Module):
     """Multi-head self-attention + output projection + residual LayerNorm (BERT's block half).
 
-    `jaxqa.models.attention` with dropout on the attention probabilities (as BERT was trained), in
-    blocks of batch rows on CPU (one row per device at a time, so the scores stay in cache) and in
-    one block elsewhere. `fused=True` drops that dropout; on GPUs it then runs
-    `jax.nn.dot_product_attention` (cuDNN's flash kernel), which has none."""
+    The kernel is the plan's (`AttentionPlan`, `choose_attention`): `jaxqa.models.attention`'s
+    blocked kernel, with dropout on the attention probabilities (as BERT was trained) unless
+    `fused`, in blocks of batch rows on CPU (one row per device at a time, so the scores stay in
+    cache) and in one block elsewhere; or `jax.nn.dot_product_attention` with cuDNN's flash kernel
+    (or, when asked, XLA's) on [batch, seq, heads, head_dim], padding masked by lengths."""
 
-    def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, fused: bool = False):
+    def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, fused: bool = False,
+                 plan: AttentionPlan | None = None):
         self.num_heads, self.fused = cfg.num_attention_heads, fused
+        self.plan = plan or plan_attention(cfg, dtype, fused=fused)
         self.qkv = _dense(cfg, cfg.hidden_size, 3 * cfg.hidden_size, rngs, dtype, ("embed", "qkv"))
         self.out = _dense(cfg, cfg.hidden_size, cfg.hidden_size, rngs, dtype, ("heads", "embed"))
         self.norm = _layer_norm(cfg, rngs, dtype)
@@ -210,14 +265,18 @@ class SelfAttention(nnx.Module):
         batch, seq, hidden = x.shape
         head_dim = hidden // self.num_heads
         mask_bias, key_lengths = mask
-        if self.fused and jax.default_backend() == "gpu":  # [batch, seq, heads, head_dim]; lengths mask padding
+        kernel = (self.plan.eval if deterministic else self.plan.train).kernel
+        if kernel in ("cudnn", "xla"):  # [batch, seq, heads, head_dim]; lengths mask padding (on the right)
             q, k, v = jnp.moveaxis(self.qkv(x).reshape(batch, seq, 3, self.num_heads, head_dim), 2, 0)
-            context = jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=key_lengths)
+            q, k, v = (constrain(t, ("batch", "length", "heads", None)) for t in (q, k, v))  # cuDNN: alike
+            implementation = "xla" if kernel == "xla" or self.plan.cudnn_as_xla else "cudnn"
+            context = jax.nn.dot_product_attention(q, k, v, key_value_seq_lengths=key_lengths,
+                                                   implementation=implementation)
         else:  # heads-major [batch, 3, heads, seq, head_dim]: XLA's batched matmuls are fastest so on CPU
             qkv = self.qkv(x).reshape(batch, seq, 3, self.num_heads, head_dim).transpose(0, 2, 3, 1, 4)
             qkv = constrain(qkv, ("batch", None, "heads", "length", None))  # attention runs head-parallel
             rate = 0.0 if deterministic or self.fused else self.attention_dropout
-            blocks = batch // batch_split(batch) if jax.default_backend() == "cpu" else 1
+            blocks = batch // batch_split(batch) if self.plan.platform == "cpu" else 1
             context = attention(qkv, mask_bias, dropout_rate=rate, seeds=seeds_from(rngs) if rate else None,
                                 blocks=blocks).transpose(0, 2, 1, 3)
         projected = self.dropout(self.out(context.reshape(batch, seq, hidden)), deterministic=deterministic, rngs=rngs)
@@ -238,8 +297,9 @@ class FeedForward(nnx.Module):
 
 
 class Layer(nnx.Module):
-    def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, fused_attention: bool = False):
-        self.attention = SelfAttention(cfg, rngs=rngs, dtype=dtype, fused=fused_attention)
+    def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, fused_attention: bool = False,
+                 plan: AttentionPlan | None = None):
+        self.attention = SelfAttention(cfg, rngs=rngs, dtype=dtype, fused=fused_attention, plan=plan)
         self.ffn = FeedForward(cfg, rngs=rngs, dtype=dtype)
 
     def __call__(self, x, mask: tuple, *, deterministic: bool, rngs):
@@ -254,17 +314,24 @@ class Encoder(nnx.Module):
     grows with depth."""
 
     def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, fused_attention: bool = False,
-                 remat: bool = False):
+                 remat: bool = False, plan: AttentionPlan | None = None):
         self.embeddings = Embeddings(cfg, rngs=rngs, dtype=dtype)
         if cfg.projects:
             self.project = _dense(cfg, cfg.embedding_width, cfg.hidden_size, rngs, dtype, ("embed", "embed"))
-        self.layers = nnx.List([Layer(cfg, rngs=rngs, dtype=dtype, fused_attention=fused_attention)
+        self.plan = plan or plan_attention(cfg, dtype, fused=fused_attention)
+        self.layers = nnx.List([Layer(cfg, rngs=rngs, dtype=dtype, fused_attention=fused_attention, plan=self.plan)
                                 for _ in range(cfg.num_distinct_layers)])
         self.schedule, self.remat = cfg.layer_schedule(), remat
 
     def __call__(self, input_ids, token_type_ids, attention_mask, *, deterministic: bool, rngs):
+        kernel = (self.plan.eval if deterministic else self.plan.train).kernel
+        if kernel != "blocked":  # lengths mask padding: refuse a mask that can be read and is not right-padded
+            try:
+                check_right_padded(attention_mask)
+            except jax.errors.TracerArrayConversionError:
+                pass  # traced (under jit): the model's padding_side says where the padding is
         # Additive mask, [batch, 1, 1, keys], finite so fully padded rows stay NaN-free; and the real
-        # length of each row, for the fused kernel.
+        # length of each row, for the cuDNN (and XLA) kernel.
         mask = (jnp.where(attention_mask[:, None, None, :] > 0, 0.0, -1e9).astype(jnp.float32),
                 jnp.sum(attention_mask > 0, axis=-1).astype(jnp.int32))
         x = self.embeddings(input_ids, token_type_ids, attention_mask, deterministic=deterministic, rngs=rngs)
@@ -282,19 +349,30 @@ class Encoder(nnx.Module):
 
 
 class EncoderForQuestionAnswering(nnx.Module):
-    """Encoder + a linear head giving float32 `start_logits`, `end_logits` of shape [batch, seq]."""
+    """Encoder + a linear head giving float32 `start_logits`, `end_logits` of shape [batch, seq].
+
+    The head computes in float32 whatever `dtype` is (the encoder's compute dtype): two outputs per
+    token cost nothing, and bf16 logits would be rounded to 8 mantissa bits before the softmax over
+    positions. Attention: `platform` is the one the program is built for (default: this process's
+    backend; "cuda"/"tpu" to export for those from a CPU), `padding_side` where batches are padded
+    (jaxqa's features: right), `attention_kernel` forces a kernel, `cudnn_as_xla` see AttentionPlan.
+    The choice is logged once ("attention: ...")."""
 
     def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, fused_attention: bool = False,
-                 remat: bool = False):
+                 remat: bool = False, platform: str | None = None, padding_side: str = "right",
+                 attention_kernel: str | None = None, cudnn_as_xla: bool = False):
         self.config = cfg
-        self.encoder = Encoder(cfg, rngs=rngs, dtype=dtype, fused_attention=fused_attention, remat=remat)
+        plan = plan_attention(cfg, dtype, fused=fused_attention, platform=platform, padding_side=padding_side,
+                              kernel=attention_kernel, cudnn_as_xla=cudnn_as_xla)
+        _log_once(plan.describe())
+        self.encoder = Encoder(cfg, rngs=rngs, dtype=dtype, fused_attention=fused_attention, remat=remat, plan=plan)
         self.qa_dropout = Dropout(cfg.qa_dropout)
-        self.qa_outputs = _dense(cfg, cfg.hidden_size, 2, rngs, dtype, ("embed", "classes"))
+        self.qa_outputs = _dense(cfg, cfg.hidden_size, 2, rngs, jnp.float32, ("embed", "classes"))
 
     def __call__(self, input_ids, token_type_ids, attention_mask, *, deterministic: bool = True, rngs=None):
         hidden = self.encoder(
             input_ids, token_type_ids, attention_mask, deterministic=deterministic, rngs=rngs
         )
         hidden = self.qa_dropout(hidden, deterministic=deterministic, rngs=rngs)
-        logits = self.qa_outputs(hidden).astype(jnp.float32)
+        logits = self.qa_outputs(hidden.astype(jnp.float32))
         return logits[..., 0], logits[..., 1]

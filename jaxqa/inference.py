@@ -1,0 +1,88 @@
+"""How a batch reaches the device, and how logits come back as answers.
+
+Used by the training loop (train batches, evaluation) and by `QuestionAnswerer` alike: features are
+planned into length-bucketed batches (`batching`), each process gathers the rows its devices hold
+and puts them on the mesh in a producer thread a few batches ahead (`device_batches`), and a jitted
+forward's logits are scattered back in window order (`scatter_logits`) and decoded (`Predictor`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+
+import numpy as np
+
+from jaxqa import batching, decode, sharding
+from jaxqa.features import Features
+
+
+def prefetch(items, size: int = 2):
+    """Run the producer `items` (host gathering + device_put) in a thread, `size` batches ahead."""
+    buffer: queue.Queue = queue.Queue(maxsize=size)
+    done = object()
+
+    def produce():
+        try:
+            for item in items:
+                buffer.put(item)
+        except BaseException as err:  # re-raised in the consumer
+            buffer.put(err)
+        buffer.put(done)
+
+    threading.Thread(target=produce, daemon=True).start()
+    while (item := buffer.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def device_batches(arrays: dict[str, np.ndarray], plan: list[batching.Batch], mesh):
+    """Global device batches of `plan`, prefetched; each process gathers only the rows its devices hold."""
+    def put(b: batching.Batch):
+        mine = dataclasses.replace(b, rows=b.rows[sharding.local_rows(mesh, len(b.rows))])
+        return sharding.put_batch(batching.gather(arrays, mine), mesh, len(b.rows))
+
+    return prefetch(put(b) for b in plan)
+
+
+def scatter_logits(features: Features, plan: list[batching.Batch], outputs, max_seq_length: int):
+    """Per-batch (start, end) logits back in window order, [windows, max_seq_length], -inf past
+    each batch's length; filler rows are dropped."""
+    start = np.full((len(features), max_seq_length), -np.inf, np.float32)
+    end = np.full((len(features), max_seq_length), -np.inf, np.float32)
+    for batch_plan, (s, e) in zip(plan, outputs):
+        real = batch_plan.rows >= 0
+        start[batch_plan.rows[real], : batch_plan.seq_len] = np.asarray(s)[real]
+        end[batch_plan.rows[real], : batch_plan.seq_len] = np.asarray(e)[real]
+    return start, end
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictor:
+    """Answers of a model on features. `forward(weights, batch)` is a jitted function returning (start,
+    end) logits whole on every process; `weights` is whatever it takes (a TrainState, parameters)."""
+
+    forward: object
+    mesh: object
+    batch_size: int  # global
+    max_seq_length: int
+    bucket_width: int | None = 64
+    max_answer_length: int = 30
+
+    def logits(self, weights, features: Features) -> tuple[np.ndarray, np.ndarray]:
+        """Start/end logits of every window, [windows, max_seq_length], -inf past each batch's length."""
+        plan = batching.plan_batches(features.lengths, self.batch_size, max_seq_length=self.max_seq_length,
+                                     bucket_width=self.bucket_width)
+        outputs = [self.forward(weights, batch) for batch in device_batches(features.model_inputs(), plan, self.mesh)]
+        return scatter_logits(features, plan, outputs, self.max_seq_length)
+
+    def answers(self, weights, contexts: list[str], features: Features, *, null_score_diff_threshold=None,
+                n_best_size: int = 0) -> decode.Answers:
+        """Answers for every example, decoded from all its windows; with a threshold, SQuAD v2.0 style
+        (abstain when the null score wins by more), with `n_best_size` > 0 the n-best lists too."""
+        start, end = self.logits(weights, features)
+        return decode.decode(contexts, start, end, features.offsets, features.example_index,
+                             max_answer_length=self.max_answer_length, cls_index=features.cls_index,
+                             null_score_diff_threshold=null_score_diff_threshold, n_best_size=n_best_size)

@@ -1,0 +1,141 @@
+"""`training_curves.png`: the story of a run in one picture.
+
+Three panels over the same step axis: the training loss as logged (each point is the mean over one
+`--logging_steps` window, drawn as a step line so no single point reads as a trend), every
+evaluation's F1 and EM (the before-training evaluation at step 0, evaluations during training, the
+final one), and the learning rate. The axes are fixed to what the numbers mean, not to the data's
+range: loss from 0, EM/F1 from 0 to 100, so one noisy point is not blown up across the panel.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from jaxqa import atomic
+from jaxqa.run_log import read_records
+
+log = logging.getLogger("jaxqa")
+
+FILE_NAME = "training_curves.png"
+# The headline figures, in order of preference, as each metric names them.
+F1_KEYS, EM_KEYS = ("f1",), ("exact_match", "exact")
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def curve_data(out_dir: str | Path) -> dict:
+    """What the curves show, from a run's files: {"train": [{step, loss, learning_rate}], "evals":
+    [{step, f1, em, label}] (sorted by step, before-training first), "logging_steps"}. The page of
+    `jaxqa.report` draws the same data."""
+    out_dir = Path(out_dir)
+    records = read_records(out_dir / "metrics.jsonl")
+    train = [{"step": r["step"], "loss": r["loss"], "learning_rate": r.get("learning_rate")}
+             for r in records if "loss" in r and "step" in r]
+    by_step: dict[int, dict] = {}
+    for r in records:
+        if isinstance(r.get("eval"), dict) and "step" in r:
+            by_step[int(r["step"])] = {**r["eval"], "_label": "eval"}
+    final = _read_json(out_dir / "eval_results.json")
+    if final and "step" in final:
+        by_step.setdefault(int(final["step"]), {**final, "_label": "final"})
+        by_step[int(final["step"])]["_label"] = "final"
+    before = _read_json(out_dir / "before_training_results.json")
+    evals = []
+    if before:
+        evals.append(_eval_point(before, int(before.get("step", 0)), "before training"))
+    for step in sorted(by_step):
+        evals.append(_eval_point(by_step[step], step, by_step[step]["_label"]))
+    config = _read_json(out_dir / "run_config.json") or {}
+    return {"train": train, "evals": [e for e in evals if e["f1"] is not None or e["em"] is not None],
+            "logging_steps": config.get("logging_steps")}
+
+
+def _eval_point(result: dict, step: int, label: str) -> dict:
+    f1 = next((result[k] for k in F1_KEYS if isinstance(result.get(k), (int, float))), None)
+    em = next((result[k] for k in EM_KEYS if isinstance(result.get(k), (int, float))), None)
+    return {"step": step, "f1": f1, "em": em, "label": label}
+
+
+def plot_training_curves(out_dir: str | Path) -> Path | None:
+    """Draw `OUT_DIR/training_curves.png` (written atomically) and return its path; None when the
+    run logged no training step and no evaluation, or matplotlib is missing."""
+    out_dir = Path(out_dir)
+    data = curve_data(out_dir)
+    train, evals = data["train"], data["evals"]
+    if not train and not evals:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: no %s (pip install matplotlib)", FILE_NAME)
+        return None
+    has_lr = any(r["learning_rate"] is not None for r in train)
+    heights = [3, 3] + ([1.4] if has_lr else [])
+    fig, axes = plt.subplots(len(heights), 1, figsize=(8, 1.9 * sum(heights) / 2 + 1.4), dpi=110, sharex=True,
+                             gridspec_kw={"height_ratios": heights})
+    loss_ax, eval_ax = axes[0], axes[1]
+    window = data["logging_steps"]
+    if train:
+        steps = [r["step"] for r in train]
+        losses = [r["loss"] for r in train]
+        # Each logged loss is the mean of the `window` steps that end at its step: a step line
+        # shows it as what it is, a level held over that window.
+        first = max(0, steps[0] - (window or steps[0]))  # where the first window starts
+        loss_ax.step([first] + steps, losses[:1] + losses, where="pre", color="tab:blue", lw=1.6,
+                     label=f"train loss (mean over each {window}-step window)" if window else "train loss")
+        loss_ax.plot(steps, losses, "o", color="tab:blue", ms=2.5)
+        loss_ax.set_ylim(0, max(losses) * 1.08)
+        loss_ax.annotate(f"{losses[-1]:.3f}", (steps[-1], losses[-1]), textcoords="offset points", xytext=(4, 6),
+                         fontsize=8, color="tab:blue")
+    else:
+        loss_ax.text(0.5, 0.5, "no training steps logged", ha="center", va="center", transform=loss_ax.transAxes,
+                     color="0.4")
+    loss_ax.set_ylabel("loss")
+    loss_ax.legend(loc="upper right", fontsize=8, frameon=False)
+    for key, name, color, marker in (("f1", "F1", "tab:orange", "o"), ("em", "EM", "tab:green", "s")):
+        points = [(e["step"], e[key], e["label"]) for e in evals if e[key] is not None]
+        if not points:
+            continue
+        xs, ys, labels = zip(*points)
+        # dotted between evaluations: nothing was measured there
+        eval_ax.plot(xs, ys, marker + ":", color=color, ms=5, lw=1.4, label=f"eval {name}")
+        for x, y, label in points:
+            eval_ax.annotate(f"{y:.1f}" + (" (before training)" if label == "before training" and key == "f1" else ""),
+                             (x, y), textcoords="offset points", xytext=(5, 7 if key == "f1" else -12), fontsize=8,
+                             color=color)
+    eval_ax.set_ylim(0, 100)
+    eval_ax.set_ylabel("eval (%)")
+    eval_ax.legend(loc="upper left", fontsize=8, frameon=False)
+    if has_lr:
+        lr_ax = axes[2]
+        lr_ax.plot([r["step"] for r in train], [r["learning_rate"] for r in train], color="tab:purple", lw=1.2)
+        lr_ax.set_ylim(0, max(r["learning_rate"] or 0 for r in train) * 1.1 or 1)
+        lr_ax.set_ylabel("learning rate")
+        lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.set_xlim(left=0)
+    axes[-1].set_xlabel("step")
+    last = evals[-1] if evals else None
+    title = f"jaxqa: {out_dir.resolve().name}"
+    if last and last["f1"] is not None:
+        first = evals[0]
+        title += (f"  F1 {first['f1']:.1f} -> {last['f1']:.1f}" if len(evals) > 1 else f"  F1 {last['f1']:.1f}")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = out_dir / FILE_NAME
+    with atomic.replacing(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path

@@ -1,0 +1,251 @@
+"""Everything a run needs, built before its first step: `set_up_run(config)` hands the loop ready parts.
+
+In order: the compilation cache and the multi-host runtime, devices and mesh, model directory and
+tokenizer, every data file loaded, checked and tokenised (bad data fails in seconds, before anything
+compiles), the training state on the mesh, the jitted train and eval steps, and the checkpoints
+opened (resumed, or refused when they belong to another run). The train step is compiled for every
+batch shape by `compile_train_steps`, which the loop, `--dry_run` and tests call when they need it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+import jaxqa
+from jaxqa import batching, checkpoint, compilation, feature_cache, hub, sharding, throughput, weights
+from jaxqa.config import RunConfig
+from jaxqa.data import REPORT_IDS, Examples, describe, file_report, load_examples
+from jaxqa.errors import ConfigError
+from jaxqa.features import Features, check_window, checked_features, load_tokenizer
+from jaxqa.inference import Predictor
+from jaxqa.run_log import write_json, write_text
+from jaxqa.train_state import TrainState, create_train_state, eval_step, train_step
+
+log = logging.getLogger("jaxqa")
+
+
+def select_devices(accelerator: str) -> list:
+    """Devices of the requested backend, or a clear error when that backend is absent."""
+    if accelerator == "auto":
+        return jax.devices()
+    try:
+        return jax.devices(accelerator)
+    except RuntimeError:
+        available = sorted({d.platform for d in jax.devices()})
+        hint = {"gpu": "install jax with CUDA support (pip install 'jaxqa[gpu]')",
+                "tpu": "run on a TPU VM with jax[tpu] installed (pip install 'jaxqa[tpu]')"}.get(accelerator, "")
+        raise ConfigError(f"--accelerator {accelerator}: no {accelerator.upper()} is available to JAX "
+                          f"(found: {', '.join(available)}); {hint} or use --accelerator cpu") from None
+
+
+@dataclasses.dataclass
+class Split:
+    """One data file, loaded and tokenised."""
+
+    examples: Examples
+    features: Features
+
+
+@dataclasses.dataclass
+class DataReport:
+    """What loading found in each file: data_report.json (counts, problems by kind, answers no window
+    holds, questions cut) and skipped_records.jsonl (every record left out, with its problem)."""
+
+    files: dict[str, dict] = dataclasses.field(default_factory=dict)
+    skipped: list[dict] = dataclasses.field(default_factory=list)
+
+    def add(self, path: str, examples: Examples) -> dict:
+        self.files[path] = report = file_report(examples)
+        self.skipped += [{"file": path, **s} for s in examples.skipped]
+        return report
+
+    def write(self, out_dir: Path) -> None:
+        """Only when there is something to report."""
+        notable = ("answers_in_no_window", "questions_cut")
+        if self.skipped or any(r["problems"] or any(k in r for k in notable) for r in self.files.values()):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_json(out_dir / "data_report.json", self.files)
+        if self.skipped:
+            write_text(out_dir / "skipped_records.jsonl",
+                       "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in self.skipped))
+
+
+def load_split(config: RunConfig, path: str, limit: int | None, tokenizer, report: DataReport, *,
+               require_answers: bool = True, training: bool = False) -> Split:
+    """Load, check and tokenise one file (through the feature cache); what it found goes to `report`
+    and the log, one line per kind."""
+    t0, c = time.perf_counter(), config
+    examples = load_examples(path, require_answers=require_answers, on_bad_record=c.on_bad_record)
+    if limit is not None:
+        examples = examples.select(range(min(limit, len(examples))))
+    cache_dir = c.feature_cache
+    examples, features = checked_features(
+        examples, tokenizer, training=training, on_bad_record=c.on_bad_record,
+        max_seq_length=c.max_seq_length, doc_stride=c.doc_stride, max_query_length=c.max_query_length,
+        tokenize_fn=lambda ex, tok, **window: feature_cache.cached_tokenize(
+            ex, tok, cache_dir, overwrite=c.overwrite_cache, **window)[0])
+    found = report.add(path, examples)
+    if examples.skipped:
+        log.warning("%s: skipped %d bad record(s): %s (listed in %s), e.g. %s", path, len(examples.skipped),
+                    describe(found["problems"]), Path(c.output_dir) / "skipped_records.jsonl",
+                    examples.skipped[0]["problem"])
+    if examples.unlabelled:
+        log.warning("%s: %d answer(s) lie in no window whole and train as 'no answer' (e.g. %s); a larger "
+                    "--max_seq_length would hold them", path, len(examples.unlabelled),
+                    ", ".join(examples.unlabelled[:REPORT_IDS]))
+    if examples.questions_cut:
+        log.warning("%s: %d question(s) are longer than --max_query_length %d tokens and were cut to it (e.g. %s); "
+                    "a larger --max_query_length would keep them whole", path, len(examples.questions_cut),
+                    c.max_query_length, ", ".join(examples.questions_cut[:REPORT_IDS]))
+    log.info("%s: %d examples -> %d features (%.1fs)", path, len(examples), len(features), time.perf_counter() - t0)
+    return Split(examples, features)
+
+
+def plan(config: RunConfig, features: Features, batch_size: int, epoch: int | None) -> list[batching.Batch]:
+    """The batches of one pass; shuffled by (seed, epoch) for training, in order for `epoch` None."""
+    rng = None if epoch is None else np.random.default_rng([config.seed, epoch])
+    return batching.plan_batches(features.lengths, batch_size, max_seq_length=config.max_seq_length,
+                                 bucket_width=config.bucket, rng=rng)
+
+
+@dataclasses.dataclass
+class RunParts:
+    """What `set_up_run` hands the loop."""
+
+    config: RunConfig
+    goodput: throughput.Goodput  # the run's one clock: wall time by what it was spent on
+    mesh: object
+    model_dir: Path
+    pretrained: bool  # False: --config_name alone, random initialisation
+    tokenizer: object
+    splits: dict[str, Split]  # "train", "eval", "predict": those the run does
+    train_batch: int  # global rows per optimizer step (per-device x data x fsdp x accumulation)
+    eval_batch: int
+    total_steps: int
+    steps_per_epoch: int
+    state: TrainState
+    train_step: object  # jitted, sharded; compiled per batch length by compile_train_steps
+    predictor: Predictor  # the jitted eval step and how features reach it
+    checkpoints: checkpoint.CheckpointPolicy | None  # training runs only
+    push_repo: str | None
+
+    @property
+    def model_config(self):
+        return weights.load_config(self.model_dir)
+
+
+def set_up_run(config: RunConfig, *, mesh=None) -> RunParts:
+    config.validate()
+    goodput = throughput.Goodput(jaxqa.LAUNCHED)
+    if config.compilation_cache:
+        compilation.enable_cache(config.compilation_cache)
+    sharding.initialize_distributed(config.coordinator_address, config.num_processes, config.process_id)
+    if not sharding.is_main_process():
+        log.setLevel(logging.WARNING)  # process 0 tells the story
+    if config.dataset_name:
+        config = dataclasses.replace(config, **hub.dataset_files(config, Path(config.output_dir)))
+    push_repo = hub.check_push(config) if config.push_to_hub else None
+    for note in config.inert_flags():
+        log.info("%s", note)
+    mesh = mesh or sharding.make_mesh(select_devices(config.accelerator), config.mesh)
+    model_dir, pretrained = _model_source(config)
+    tokenizer = load_tokenizer(config.tokenizer_name or model_dir, config.cache_dir)
+    check_window(config.max_seq_length, config.doc_stride, config.max_query_length, tokenizer,
+                 weights.load_config(model_dir))
+    devices = sharding.batch_size_multiplier(mesh)  # the batch is split over data x fsdp
+    train_batch = config.per_device_train_batch_size * devices * config.gradient_accumulation_steps
+    eval_batch = config.per_device_eval_batch_size * devices
+    splits = _load_splits(config, tokenizer)
+    steps_per_epoch = len(plan(config, splits["train"].features, train_batch, epoch=0)) if "train" in splits else 0
+    total_steps = max(1, math.ceil(steps_per_epoch * config.num_train_epochs)) if "train" in splits else 1
+    state = create_train_state(config, model_dir, total_steps=total_steps, mesh=mesh, from_pretrained=pretrained)
+    state_sharding, batch_sharding = sharding.state_shardings(state, mesh), sharding.batch_sharding(mesh)
+    jitted_train_step = sharding.jit(train_step, mesh, in_shardings=(state_sharding, batch_sharding),
+                                     out_shardings=(state_sharding, sharding.replicated(mesh)), donate_argnums=0)
+    # Logits come back whole on every process (decoding runs on the host of each).
+    jitted_eval_step = sharding.jit(eval_step, mesh, in_shardings=(state_sharding, batch_sharding),
+                                    out_shardings=sharding.replicated(mesh))
+    predictor = Predictor(jitted_eval_step, mesh, eval_batch, config.max_seq_length, config.bucket,
+                          config.max_answer_length)
+    checkpoints = None
+    if config.do_train and not config.dry_run:
+        position = checkpoint.DataPosition(steps_per_epoch, train_batch, len(splits["train"].features), devices,
+                                           config.per_device_train_batch_size, config.gradient_accumulation_steps)
+        checkpoints = checkpoint.CheckpointPolicy(config, Path(config.output_dir), position)
+        state = checkpoints.open(state, total_steps)
+    goodput.seconds["startup"] = time.perf_counter() - goodput.launched
+    return RunParts(config, goodput, mesh, model_dir, pretrained, tokenizer, splits, train_batch, eval_batch,
+                    total_steps, steps_per_epoch, state, jitted_train_step, predictor, checkpoints, push_repo)
+
+
+def _model_source(config: RunConfig) -> tuple[Path, bool]:
+    """(model directory, pretrained). --config_name without --model_name_or_path: a model of that shape,
+    randomly initialised."""
+    pretrained = not (config.config_name and not config.model_name_or_path)
+    source = config.model_name_or_path
+    if not pretrained:
+        config_path = Path(config.config_name)
+        source = str(config_path.parent if config_path.is_file() else config_path)
+    model_dir = weights.resolve_model_dir(source, config.cache_dir, revision=config.model_revision, token=config.token)
+    return Path(model_dir), pretrained
+
+
+def _load_splits(config: RunConfig, tokenizer) -> dict[str, Split]:
+    """Every file the run uses, loaded and tokenised before anything compiles: bad data fails in seconds."""
+    c, report, splits = config, DataReport(), {}
+    if c.do_train:
+        splits["train"] = load_split(c, c.train_file, c.max_train_samples, tokenizer, report, training=True)
+    if c.do_eval:
+        splits["eval"] = load_split(c, c.validation_file, c.max_eval_samples, tokenizer, report)
+    if c.do_predict:
+        splits["predict"] = load_split(c, c.test_file, c.max_predict_samples, tokenizer, report, require_answers=False)
+    report.write(Path(c.output_dir))
+    return splits
+
+
+def compile_train_steps(parts: RunParts, seq_lens=None) -> tuple[dict, dict]:
+    """The train step compiled ahead of time for every batch length of the run (or `seq_lens`), the
+    largest checked to fit the device: ({seq_len: compiled step}, compile and memory report)."""
+    c, train = parts.config, parts.splits["train"]
+    if seq_lens is None:
+        seq_lens = sorted({b.seq_len for b in plan(c, train.features, parts.train_batch, epoch=0)})
+    abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), parts.state)
+    with parts.goodput.timer("compile"):
+        cache_dir = c.compilation_cache
+        compiled, report = compilation.compile_all(
+            parts.train_step, abstract_state, _abstract_batches(parts, train.features, seq_lens),
+            program_dir=Path(cache_dir) / "programs" if cache_dir else None,
+            identity=json.dumps([c.program_settings(), parts.total_steps,  # (the LR schedule)
+                                 (parts.model_dir / "config.json").read_text(encoding="utf-8")],
+                                sort_keys=True, default=str))
+    report.update(seq_lens=list(compiled), memory=compilation.memory_needed(compiled[max(compiled)]),
+                  capacity_bytes=compilation.device_capacity(local_device(parts.mesh)))
+    log.info("compiled the train step for %d batch shape(s) in %.1fs (persistent cache: %d hit(s), %d miss(es); "
+             "%d traced, the rest loaded from saved programs); largest step needs %s", report["programs"],
+             report["seconds"], report["cache_hits"], report["cache_misses"], report["traced"],
+             compilation.format_memory(report["memory"], report["capacity_bytes"]))
+    compilation.check_fits(report["memory"], report["capacity_bytes"],
+                           f"a train step of {parts.train_batch} x {max(compiled)} tokens")
+    sharding.wait_for_all_processes("compiled")
+    return compiled, report
+
+
+def _abstract_batches(parts: RunParts, features: Features, seq_lens) -> dict[int, dict]:
+    """Shape/dtype/sharding of a global train batch of each length (what the step compiles for)."""
+    example = batching.gather(features.train_arrays(), batching.Batch(np.zeros(1, np.int64), 1))
+    batch_sharding = sharding.batch_sharding(parts.mesh)
+    return {n: {k: jax.ShapeDtypeStruct((parts.train_batch, n)[:v.ndim], v.dtype, sharding=batch_sharding)
+                for k, v in example.items()} for n in seq_lens}
+
+
+def local_device(mesh):
+    """This process's first device on the mesh (on other hosts' devices nothing can be queried)."""
+    return next(d for d in mesh.devices.flat if d.process_index == jax.process_index())
