@@ -9,6 +9,7 @@ spans and "no answer", as Hugging Face's pipeline reports) out.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -17,8 +18,11 @@ import numpy as np
 
 from jaxqa import sharding, steps
 from jaxqa.data import Examples
+from jaxqa.evaluation import null_threshold
 from jaxqa.features import load_tokenizer, tokenize
 from jaxqa.inference import Predictor
+
+log = logging.getLogger("jaxqa")
 
 
 class QuestionAnswerer:
@@ -36,11 +40,16 @@ class QuestionAnswerer:
         self.predictor = Predictor(forward, mesh, batch_size, max_seq_length, max_answer_length=max_answer_length)
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | Path, **settings) -> QuestionAnswerer:
+    def from_pretrained(cls, model_dir: str | Path, *, null_score_diff_threshold: float | None = None,
+                        **settings) -> QuestionAnswerer:
+        """The model in `model_dir`; it abstains ("") above `null_score_diff_threshold`, by default the
+        threshold saved with the model by its SQuAD v2.0 evaluation, if any (else it never abstains)."""
         from jaxqa.train_state import load_model
 
+        threshold = null_threshold(null_score_diff_threshold, model_dir, default=None)
+        log.info("%s", threshold)
         graphdef, params, _ = load_model(model_dir)
-        return cls(graphdef, params, load_tokenizer(model_dir), **settings)
+        return cls(graphdef, params, load_tokenizer(model_dir), null_score_diff_threshold=threshold.value, **settings)
 
     def answer_batch(self, questions: list[str], contexts: list[str]) -> list[dict]:
         n = len(questions)

@@ -25,14 +25,16 @@ from orbax.checkpoint import checkpoint_managers as policies
 
 from jaxqa.errors import ConfigError, Interrupted, TrainingError
 from jaxqa.periodic import itstime
+from jaxqa.selection import ModelSelection
 
 log = logging.getLogger("jaxqa")
 
 CHECKPOINT_SUBDIR = "checkpoints"
 def _pytree(state) -> dict:
     """The arrays of a TrainState (its static fields are rebuilt from the config, not saved)."""
-    return {"step": state.step, "params": state.params, "opt_state": state.opt_state,
-            "dropout_key": state.dropout_key}
+    arrays = {"step": state.step, "params": state.params, "opt_state": state.opt_state,
+              "dropout_key": state.dropout_key}
+    return arrays if state.ema_params is None else {**arrays, "ema_params": state.ema_params}
 
 
 def _abstract(tree):
@@ -60,7 +62,8 @@ class Checkpointer:
         self.best_metric = best_metric
         keep_policies = [policies.LatestN(n=keep)]
         if best_metric:
-            keep_policies.append(policies.BestN(get_metric_fn=lambda m: m[best_metric], n=1,
+            # Of equal scores the earliest is best (a later one is no improvement: early stopping agrees).
+            keep_policies.append(policies.BestN(get_metric_fn=lambda m: (m[best_metric], -m.get("step", 0)), n=1,
                                                 keep_checkpoints_without_metrics=False))
         self.options = ocp.CheckpointManagerOptions(
             preservation_policy=policies.AnyPreservationPolicy(keep_policies),
@@ -78,7 +81,7 @@ class Checkpointer:
         step = int(meta["step"])
         if step in self.manager.all_steps():  # left by a run that was resumed from an earlier step
             self.manager.delete(step)
-        metrics = metrics if metrics and self.best_metric in metrics else None
+        metrics = {**metrics, "step": step} if metrics and self.best_metric in metrics else None
         self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(_pytree(state)),
                                                         meta=ocp.args.JsonSave({**meta, "metrics": metrics})),
                           metrics=metrics, force=True)
@@ -116,7 +119,7 @@ class Checkpointer:
         return dict(self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
 
     def best(self) -> tuple[int, float] | None:
-        """(step, value) of the kept checkpoint with the highest `best_metric`, if any recorded one."""
+        """(step, value) of the kept checkpoint with the highest `best_metric` (the earliest of equals), if any."""
         scored = [(step, (self.read_meta(step).get("metrics") or {}).get(self.best_metric)) for step in self.steps()]
         scored = [(step, value) for step, value in scored if value is not None]
         return max(scored, key=lambda item: item[1]) if scored else None
@@ -151,12 +154,14 @@ class DataPosition:
 class CheckpointPolicy:
     """Everything the loop asks of checkpoints, in one place: `open` (resume, or refuse to clobber or to
     resume another run), `due` (when to save), `save` (never a diverged state), `check_finite`,
-    `best`, and the messages that name what was kept."""
+    `best` and `restore_best`, and the messages that name what was kept. `selection` (the evaluations
+    so far, early stopping) is saved with each checkpoint and restored with it."""
 
     def __init__(self, config, out_dir: Path, position: DataPosition):
         self.config, self.out_dir, self.position = config, Path(out_dir), position
         self.checkpointer = Checkpointer(out_dir, keep=config.save_total_limit, best_metric=config.metric_for_best_model)
         self.directory = self.checkpointer.directory
+        self.selection = ModelSelection.from_config(config)
 
     # --- opening: resume or start -------------------------------------------------------------
     def open(self, state, total_steps: int):
@@ -190,6 +195,7 @@ class CheckpointPolicy:
                         c.resume_from_checkpoint, source.directory)
             return state
         self._check_resumable(meta, source.directory)
+        self.selection = ModelSelection.from_config(c, meta.get("evaluations"))
         log.info("resumed from %s/%d: step %d of %d (epoch %d, batch %d)", source.directory, meta["step"],
                  meta["step"], total_steps, meta["epoch"], meta["batch_in_epoch"])
         return restored
@@ -256,7 +262,8 @@ class CheckpointPolicy:
         """An asynchronous checkpoint of this step, never of a diverged state (the one host sync at saves)."""
         loss, params_finite = jax.device_get((step_metrics["loss"], step_metrics["params_finite"]))
         self.check_finite(step, float(loss), bool(params_finite))
-        meta = {**self.position.meta(step), "identity": self.config.identity(), "eval": evaluation}
+        meta = {**self.position.meta(step), "identity": self.config.identity(), "eval": evaluation,
+                "evaluations": self.selection.meta()}
         self.checkpointer.save(state, meta, metrics=evaluation)
 
     def check_finite(self, step: int, loss: float, params_finite: bool) -> None:
@@ -281,3 +288,20 @@ class CheckpointPolicy:
 
     def best(self) -> tuple[int, float] | None:
         return self.checkpointer.best()
+
+    def restore_best(self, state):
+        """`state` replaced by the best kept checkpoint by --metric_for_best_model (--load_best_model_at_end);
+        `state` itself when no evaluation was recorded or it is the best."""
+        self.checkpointer.wait()
+        best = self.best()
+        if best is None:
+            log.warning("--load_best_model_at_end: no checkpoint has eval metrics (pass --eval_steps N); keeping "
+                        "the last step's model")
+            return state
+        step, value = best
+        log.info("--load_best_model_at_end: the model of step %d (eval %s %.2f)", step, self.config.metric_for_best_model,
+                 value)
+        if step == int(state.step):
+            return state
+        restored, _ = self.checkpointer.restore(state, step)
+        return restored

@@ -1,7 +1,8 @@
 """`run_qa.py` / `jaxqa`: flags (Hugging Face run_qa names) -> RunConfig -> Trainer.
 
-With no arguments it runs the default job: fine-tune the packaged MiniLM on the bundled SQuAD
-sample and print EM/F1 before and after. A single `.json`/`.yaml` argument is read as a config file.
+With no data or model flags it runs the default job (fine-tune the packaged MiniLM on the bundled SQuAD
+sample and print EM/F1 before and after) with whatever other flags are given. A first `.json`/`.yaml`
+argument is a config file: its settings are the defaults, and flags after it override them.
 """
 
 from __future__ import annotations
@@ -29,14 +30,36 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Flags that say what to train or evaluate on: without any of them (and without a config file) a run is the
+# default job, the other flags given applying to it.
+DATA_OR_MODEL_FLAGS = ("train_file", "validation_file", "test_file", "dataset_name", "model_name_or_path",
+                       "config_name")
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+class _JoinFiles(argparse.Action):
+    """--train_file a.json b.json (or a.json,b.json): one comma-joined string, so RunConfig.train_file stays
+    a string and the identity of a run stays comparable."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, ",".join(values))
+
+
+def build_parser(*, given_only: bool = False) -> argparse.ArgumentParser:
+    """The flags of RunConfig. `given_only`: no defaults (argparse.SUPPRESS), so that parsing returns only
+    the flags on the command line."""
     parser = argparse.ArgumentParser(
         prog="run_qa.py", description="Fine-tune and evaluate an extractive QA model (SQuAD format) in JAX.",
-        epilog="With no arguments: fine-tune the packaged MiniLM on the bundled SQuAD sample.",
+        usage="%(prog)s [CONFIG.yaml|CONFIG.json] [--flag value ...]",
+        epilog="With no data or model flags (--train_file, --validation_file, --test_file, --dataset_name, "
+               "--model_name_or_path, --config_name): the default job, fine-tuning the packaged MiniLM on the "
+               "bundled SQuAD sample, with the other flags given. A config file's settings are the defaults of "
+               "the flags that follow it.",
     )
     hints = typing.get_type_hints(RunConfig)
     for f in dataclasses.fields(RunConfig):
-        kind, kwargs = hints[f.name], {"help": f.metadata["help"], "default": f.default}
+        kind = hints[f.name]
+        kwargs = {"help": f.metadata["help"], "default": argparse.SUPPRESS if given_only else f.default}
         args = typing.get_args(kind)
         if kind is bool:
             kwargs.update(type=_bool, nargs="?", const=True)
@@ -45,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             base = next((a for a in args if a is not type(None)), kind)
             kwargs.update(type=base)
+        if f.name == "train_file":
+            kwargs.update(nargs="+", action=_JoinFiles, metavar="FILE")
         parser.add_argument(f"--{f.name}", **kwargs)
     return parser
 
@@ -61,17 +86,19 @@ def flags_table() -> str:
     return "\n".join(rows)
 
 
-def config_from_file(path: Path) -> RunConfig:
-    """Flags from a JSON/YAML object of {flag name: value}, as Hugging Face's run_qa accepts."""
+def settings_from_file(path: Path) -> dict:
+    """{flag name: value} from a JSON/YAML object, as Hugging Face's run_qa accepts; values are read as the
+    flags read them (a YAML `1e-4` is a string to PyYAML; train_file may be a list of files)."""
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     text = path.read_text(encoding="utf-8")
     if path.suffix in (".yaml", ".yml"):
+        import yaml
+
         try:
-            import yaml
-        except ImportError:
-            raise ConfigError(f"{path}: reading YAML needs PyYAML (pip install pyyaml); or use JSON") from None
-        raw = yaml.safe_load(text)
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from None
     else:
         try:
             raw = json.loads(text)
@@ -79,20 +106,51 @@ def config_from_file(path: Path) -> RunConfig:
             raise ConfigError(f"{path}: invalid JSON ({err})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config file must hold one object of flag names and values")
-    known = {f.name for f in dataclasses.fields(RunConfig)}
-    unknown = sorted(set(raw) - known)
+    actions = {a.dest: a for a in build_parser()._actions}
+    unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(RunConfig)})
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; see run_qa.py --help")
-    return RunConfig(**raw)
+    return {name: _file_value(path, actions[name], value) for name, value in raw.items()}
 
 
-def parse_config(argv: list[str]) -> tuple[RunConfig, bool]:
-    """(config, is_default_run)."""
-    if not argv:
-        return default_run(), True
-    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")) and not argv[0].startswith("-"):
-        return config_from_file(Path(argv[0])), False
-    return RunConfig(**vars(build_parser().parse_args(argv))), False
+def _file_value(path: Path, action: argparse.Action, value):
+    if value is None:
+        return None
+    if isinstance(action, _JoinFiles) and isinstance(value, list):
+        return ",".join(map(str, value))
+    try:  # strings as the command line reads them; numbers of a float flag as floats
+        if isinstance(value, str) and action.type is not None:
+            value = action.type(value)
+        elif action.type is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+    except (ValueError, argparse.ArgumentTypeError) as err:
+        raise ConfigError(f"{path}: {action.dest}: {err}") from None
+    if action.choices and value not in action.choices:
+        raise ConfigError(f"{path}: {action.dest}: {value!r} is not one of {', '.join(map(str, action.choices))}")
+    return value
+
+
+def config_from_file(path: Path) -> RunConfig:
+    return RunConfig(**settings_from_file(path))
+
+
+def parse_config(argv: list[str]) -> tuple[RunConfig, dict | None]:
+    """(config, overrides): `overrides` is None for a run of its own, or the flags given to the default job
+    ({} for no arguments at all). A first argument ending in .json/.yaml/.yml is a config file whose
+    settings the flags after it override."""
+    path = Path(argv[0]) if argv[:1] and argv[0].endswith(CONFIG_SUFFIXES) and not argv[0].startswith("-") else None
+    flags = argv[1:] if path else argv
+    given = vars(build_parser(given_only=True).parse_args(flags))  # only the flags on the command line
+    if path is not None:
+        return RunConfig(**{**settings_from_file(path), **given}), None
+    if not any(name in given for name in DATA_OR_MODEL_FLAGS):
+        return dataclasses.replace(default_run(), **given), given
+    return RunConfig(**given), None
+
+
+def describe_flags(flags: dict) -> str:
+    """`--seed 43 --do_predict`: flags as a command line would give them."""
+    return " ".join(f"--{name}" if value is True else f"--{name} {value}" for name, value in flags.items())
 
 
 def _use_platform(accelerator: str) -> None:
@@ -184,6 +242,9 @@ def answer_main(argv: list[str]) -> int:
     parser.add_argument("--max_seq_length", type=int, default=384)
     parser.add_argument("--doc_stride", type=int, default=128)
     parser.add_argument("--max_answer_length", type=int, default=30)
+    parser.add_argument("--null_score_diff_threshold", type=float, default=None,
+                        help="answer \"\" when null score - best span score exceeds this (default: the threshold "
+                             "saved with the model by its SQuAD v2.0 evaluation; without one, never \"\")")
     args = parser.parse_args(argv)
     try:
         if args.context_file:
@@ -196,8 +257,11 @@ def answer_main(argv: list[str]) -> int:
         from jaxqa.answer import QuestionAnswerer
         from jaxqa.weights import resolve_model_dir
 
+        logging.basicConfig(level=logging.WARNING, format="jaxqa: %(message)s")
+        logging.getLogger("jaxqa").setLevel(logging.INFO)  # on stderr: the threshold used, the model as read
         qa = QuestionAnswerer.from_pretrained(resolve_model_dir(args.model), max_seq_length=args.max_seq_length,
-                                              doc_stride=args.doc_stride, max_answer_length=args.max_answer_length)
+                                              doc_stride=args.doc_stride, max_answer_length=args.max_answer_length,
+                                              null_score_diff_threshold=args.null_score_diff_threshold)
         print(json.dumps(qa(args.question, context), ensure_ascii=False))
     except JaxqaError as err:
         print(f"jaxqa: error: {err}", file=sys.stderr)
@@ -241,10 +305,11 @@ def _main(argv: list[str]) -> int:
     for noisy in ("absl", "jax._src", "transformers", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        config, is_default = parse_config(argv)
-        if is_default:
-            print("No arguments: fine-tuning the packaged MiniLM on the bundled SQuAD sample "
-                  f"({config.train_file}), then scoring {config.validation_file}.\n"
+        config, overrides = parse_config(argv)
+        if overrides is not None:
+            print(f"{'No data or model flags' if overrides else 'No arguments'}: the default job, fine-tuning the "
+                  f"packaged MiniLM on the bundled SQuAD sample ({config.train_file}), then scoring "
+                  f"{config.validation_file}" + (f", with {describe_flags(overrides)}" if overrides else "") + ".\n"
                   "Run `run_qa.py --help` for the flags.", flush=True)
         _use_platform(config.accelerator)
         run(config)

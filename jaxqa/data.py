@@ -245,6 +245,8 @@ def describe(report: dict) -> str:
 def file_report(examples: Examples) -> dict:
     """What `data_report.json` says of one loaded file."""
     report = {"examples": len(examples), "skipped": len(examples.skipped), "problems": problem_report(examples.skipped)}
+    if examples.is_impossible.any():
+        report["unanswerable"] = int(examples.is_impossible.sum())
     if examples.unlabelled:
         report["answers_in_no_window"] = {"count": len(examples.unlabelled), "ids": examples.unlabelled[:REPORT_IDS]}
     if examples.questions_cut:

@@ -9,6 +9,7 @@ scores, and the threshold search sees what answering would have scored. Both inp
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 
@@ -17,12 +18,57 @@ import numpy as np
 from jaxqa import metrics, sharding
 from jaxqa.data import Examples
 from jaxqa.decode import Answers
+from jaxqa.errors import ModelError
 from jaxqa.features import Features
 from jaxqa.run_log import write_json
 
 log = logging.getLogger("jaxqa")
 
 RESULTS_FILE = {"eval": "eval_results.json"}  # other splits: "<split>_results.json"
+THRESHOLD_FILE = "null_threshold.json"  # beside config.json of an exported model: its best no-answer threshold
+
+
+@dataclasses.dataclass(frozen=True)
+class NullThreshold:
+    """The no-answer threshold in use (None: never abstain) and where it comes from, as the log says it."""
+
+    value: float | None
+    origin: str
+    abstains: bool = False  # the model has a threshold saved by its evaluation on unanswerable questions
+
+    def __str__(self) -> str:
+        return f"null threshold: {'none' if self.value is None else f'{self.value:g}'} ({self.origin})"
+
+
+def null_threshold(flag: float | None, model_dir: str | Path | None, *, default: float | None = 0.0) -> NullThreshold:
+    """The one rule: --null_score_diff_threshold when given, else the threshold saved with the model in
+    `model_dir` (THRESHOLD_FILE, written by its evaluation), else `default`. A model with a saved threshold
+    abstains on any data, whatever the threshold."""
+    path = Path(model_dir) / THRESHOLD_FILE if model_dir is not None else None
+    has_saved = path is not None and path.is_file()
+    if flag is not None:
+        return NullThreshold(float(flag), "--null_score_diff_threshold", abstains=has_saved)
+    if not has_saved:
+        return NullThreshold(default, f"default {default}")
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        value = float(saved["null_score_diff_threshold"])
+    except (OSError, ValueError, TypeError, KeyError) as err:
+        raise ModelError(f"{path}: unreadable saved no-answer threshold ({type(err).__name__}: {err}); delete the "
+                         "file or pass --null_score_diff_threshold") from None
+    return NullThreshold(value, f"saved with the model by its evaluation on {Path(str(saved.get('validation_file'))).name}"
+                                f" at step {saved.get('step')}", abstains=True)
+
+
+def save_null_threshold(model_dir: Path, result: dict, validation_file: str | None) -> NullThreshold:
+    """Write the best-F1 threshold of a SQuAD v2.0 evaluation (`result`) beside the model's config.json
+    (process 0); the threshold as later runs will read it."""
+    write_json(Path(model_dir) / THRESHOLD_FILE, {"null_score_diff_threshold": result["best_f1_thresh"],
+                                                  "best_f1": result["best_f1"], "validation_file": validation_file,
+                                                  "step": result.get("step")})
+    return NullThreshold(float(result["best_f1_thresh"]), f"found by this evaluation on {Path(str(validation_file)).name}"
+                         f" at step {result.get('step')}, saved with the model in {Path(model_dir) / THRESHOLD_FILE}",
+                         abstains=True)
 
 
 def score(examples: Examples, answers: Answers, *, metric: str = "auto", null_score_diff_threshold: float = 0.0) -> dict:

@@ -72,7 +72,9 @@ class Run:
 
     @property
     def threshold(self) -> float:
-        return float(self.config.get("null_score_diff_threshold", 0.0) or 0.0)
+        """What the predictions abstain at: as the results file records it, else the run's flag (unset: 0.0)."""
+        value = (self.results or {}).get("null_score_diff_threshold", self.config.get("null_score_diff_threshold"))
+        return float(value or 0.0)
 
     @property
     def gold(self) -> dict[str, list[str]]:

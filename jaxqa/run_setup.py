@@ -10,6 +10,7 @@ batch shape by `compile_train_steps`, which the loop, `--dry_run` and tests call
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -53,6 +54,30 @@ class Split:
     examples: Examples
     features: Features
 
+    @classmethod
+    def concatenate(cls, splits: list[Split]) -> Split:
+        """Several files as one split, in order: columns joined, each window's example_index moved past the
+        examples of the files before it."""
+        if len(splits) == 1:
+            return splits[0]
+        examples, features = [s.examples for s in splits], [s.features for s in splits]
+
+        def joined(name):
+            return list(itertools.chain.from_iterable(getattr(e, name) for e in examples))
+
+        lists = ("ids", "questions", "contexts", "answer_texts", "answer_starts", "skipped", "unlabelled",
+                 "questions_cut")
+        merged = Examples(**{name: joined(name) for name in lists},
+                          is_impossible=np.concatenate([e.is_impossible for e in examples]),
+                          source=",".join(e.source for e in examples))
+        first_example = np.cumsum([0] + [len(e) for e in examples[:-1]])
+        columns = {f.name: [getattr(x, f.name) for x in features] for f in dataclasses.fields(Features)}
+        columns["example_index"] = [(x + n).astype(np.int32) for x, n in zip(columns["example_index"], first_example)]
+        if any(x is None for x in columns["question_cut"]):
+            columns["question_cut"] = [np.zeros(len(x), bool) if c is None else c
+                                       for x, c in zip(features, columns["question_cut"])]
+        return cls(merged, Features(**{name: np.concatenate(arrays) for name, arrays in columns.items()}))
+
 
 @dataclasses.dataclass
 class DataReport:
@@ -67,10 +92,10 @@ class DataReport:
         self.skipped += [{"file": path, **s} for s in examples.skipped]
         return report
 
-    def write(self, out_dir: Path) -> None:
-        """Only when there is something to report."""
+    def write(self, out_dir: Path, *, always: bool = False) -> None:
+        """When there is something to report (or `always`: several training files, counted per file)."""
         notable = ("answers_in_no_window", "questions_cut")
-        if self.skipped or any(r["problems"] or any(k in r for k in notable) for r in self.files.values()):
+        if always or self.skipped or any(r["problems"] or any(k in r for k in notable) for r in self.files.values()):
             out_dir.mkdir(parents=True, exist_ok=True)
             write_json(out_dir / "data_report.json", self.files)
         if self.skipped:
@@ -201,13 +226,18 @@ def _model_source(config: RunConfig) -> tuple[Path, bool]:
 def _load_splits(config: RunConfig, tokenizer) -> dict[str, Split]:
     """Every file the run uses, loaded and tokenised before anything compiles: bad data fails in seconds."""
     c, report, splits = config, DataReport(), {}
-    if c.do_train:
-        splits["train"] = load_split(c, c.train_file, c.max_train_samples, tokenizer, report, training=True)
+    if c.do_train:  # several files (v1.1 and v2.0 mixed, say): each loaded and checked alone, then joined
+        splits["train"] = Split.concatenate([load_split(c, path, c.max_train_samples, tokenizer, report, training=True)
+                                             for path in c.train_files])
+        if len(c.train_files) > 1:
+            train = splits["train"]
+            log.info("training on %d files: %d examples (%d unanswerable) -> %d features", len(c.train_files),
+                     len(train.examples), int(train.examples.is_impossible.sum()), len(train.features))
     if c.do_eval:
         splits["eval"] = load_split(c, c.validation_file, c.max_eval_samples, tokenizer, report)
     if c.do_predict:
         splits["predict"] = load_split(c, c.test_file, c.max_predict_samples, tokenizer, report, require_answers=False)
-    report.write(Path(c.output_dir))
+    report.write(Path(c.output_dir), always=c.do_train and len(c.train_files) > 1)
     return splits
 
 

@@ -162,14 +162,15 @@ def param_shardings(params, mesh: Mesh):
 
 def state_shardings(state, mesh: Mesh):
     """A sharding for every array of the train state: parameters by their logical axes, each
-    optimizer moment like its parameter, scalars (step, counts, key) replicated."""
+    optimizer moment and the moving average like its parameter, scalars (step, counts, key) replicated."""
     import optax
 
     params = param_shardings(state.params, mesh)
     opt = optax.tree_map_params(state.tx, lambda _, s: s, state.opt_state, params,
                                 transform_non_params=lambda _: replicated(mesh),
                                 is_leaf=lambda x: isinstance(x, NamedSharding))
-    return state.replace(step=replicated(mesh), params=params, opt_state=opt, dropout_key=replicated(mesh))
+    return state.replace(step=replicated(mesh), params=params, opt_state=opt, dropout_key=replicated(mesh),
+                         ema_params=None if state.ema_params is None else params)
 
 
 # --- activations -------------------------------------------------------------------------------

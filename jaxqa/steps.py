@@ -42,10 +42,23 @@ def forward(graphdef, params, batch, *, deterministic: bool = True, dropout_key=
                  deterministic=deterministic, rngs=rngs)
 
 
+def evaluated_params(state):
+    """The weights a run evaluates and exports: the moving average when it keeps one, else the trained ones."""
+    return state.ema_params if state.ema_decay else state.params
+
+
+def ema_update(ema_params, params, decay: float, step):
+    """The moving average after update number `step` (1, 2, ...): decay min(decay, (1 + step) / (10 + step)),
+    so the first updates follow the fast-moving weights instead of staying at the pretrained ones."""
+    rate = jnp.minimum(decay, (1.0 + step) / (10.0 + step)).astype(jnp.float32)
+    return jax.tree.map(lambda e, p: rate * e + (1.0 - rate) * p, ema_params, params)
+
+
 def train_step(state, batch):
     """One optimizer step over the batch, taken as `state.accumulation_steps` micro-batches in a scan
     (gradient accumulation: the same update as one big batch, a fraction of the activation memory).
-    Dropout keys come from (state key, step, micro-batch): a resumed run draws the same ones."""
+    Dropout keys come from (state key, step, micro-batch): a resumed run draws the same ones. With
+    `state.ema_decay`, the parameters' moving average is updated too."""
     key = jax.random.fold_in(jax.random.wrap_key_data(state.dropout_key, impl=DROPOUT_PRNG), state.step)
     n = state.accumulation_steps  # micro-batch i = rows i, i+n, ...: each device keeps its own rows
     micro = jax.tree.map(lambda x: x.reshape(x.shape[0] // n, n, *x.shape[1:]).swapaxes(0, 1), batch)
@@ -69,9 +82,10 @@ def train_step(state, batch):
     params_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(params)]))
     metrics = {"loss": jnp.sum(losses) / real_rows, "grad_norm": optax.global_norm(grads),
                "learning_rate": state.lr_schedule(state.step), "params_finite": params_finite}
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    ema_params = ema_update(state.ema_params, params, state.ema_decay, state.step + 1) if state.ema_decay else None
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema_params), metrics
 
 
 def eval_step(state, batch):
-    """Start and end logits, float32 [batch, seq], without dropout."""
-    return forward(state.graphdef, state.params, batch, deterministic=True)
+    """Start and end logits, float32 [batch, seq], without dropout, of the evaluated weights."""
+    return forward(state.graphdef, evaluated_params(state), batch, deterministic=True)

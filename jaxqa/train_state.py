@@ -20,9 +20,10 @@ from flax import nnx, struct
 from jaxqa import sharding, weights
 from jaxqa.config import RunConfig
 from jaxqa.models.encoder import EncoderConfig, EncoderForQuestionAnswering
-from jaxqa.steps import DROPOUT_PRNG, eval_step, train_step  # re-exported: the public API lives here
+from jaxqa.steps import DROPOUT_PRNG, eval_step, evaluated_params, train_step  # re-exported: the public API
 
-__all__ = ["TrainState", "create_train_state", "load_model", "make_optimizer", "train_step", "eval_step", "build_model"]
+__all__ = ["TrainState", "create_train_state", "load_model", "make_optimizer", "train_step", "eval_step",
+           "evaluated_params", "build_model", "layer_lr_scale"]
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -37,16 +38,43 @@ class TrainState:
     tx: optax.GradientTransformation = struct.field(pytree_node=False)
     lr_schedule: Callable = struct.field(pytree_node=False)
     accumulation_steps: int = struct.field(pytree_node=False, default=1)  # micro-batches per step
+    ema_params: Any = None  # the parameters' moving average (float32, sharded like them) with --ema_decay
+    ema_decay: float = struct.field(pytree_node=False, default=0.0)
+
+
+def _names(path) -> list:
+    return [getattr(k, "key", getattr(k, "name", getattr(k, "idx", None))) for k in path]
 
 
 def _decays(path, _leaf) -> bool:
     """Weight decay on matrices and embeddings only: never on biases or LayerNorm parameters."""
-    names = [getattr(k, "key", getattr(k, "name", None)) for k in path]
-    return not ({"bias", "scale"} & set(names))
+    return not ({"bias", "scale"} & set(_names(path)))
 
 
-def make_optimizer(config: RunConfig, total_steps: int):
-    """AdamW (or Adafactor) with linear warmup then linear decay to 0, global-norm clipping: the BERT recipe."""
+def layer_lr_scale(path, num_layers: int, decay: float) -> float:
+    """The learning-rate factor of the parameter at `path` under layer-wise decay: layer l (0 at the
+    bottom) of `num_layers` gets decay^(num_layers - l), the embeddings (and ALBERT's projection of them)
+    decay^(num_layers + 1), the QA head 1. Lower layers hold general features that fine-tuning should
+    move less (ELECTRA's fine-tuning recipe)."""
+    names = _names(path)
+    if "layers" in names:
+        return decay ** (num_layers - int(names[names.index("layers") + 1]))
+    return decay ** (num_layers + 1) if "encoder" in names else 1.0
+
+
+def _scale_by_layer(num_layers: int, decay: float) -> optax.GradientTransformation:
+    """Multiply each parameter's update (learning rate and weight decay included) by its layer's factor."""
+    def update(updates, state, params=None):
+        del params
+        return jax.tree_util.tree_map_with_path(lambda p, u: u * layer_lr_scale(p, num_layers, decay), updates), state
+
+    return optax.GradientTransformation(lambda _params: optax.EmptyState(), update)
+
+
+def make_optimizer(config: RunConfig, total_steps: int, num_layers: int | None = None):
+    """AdamW (or Adafactor) with linear warmup then linear decay to 0, global-norm clipping: the BERT recipe;
+    with --layerwise_lr_decay, each layer's rate scaled (`layer_lr_scale`; `num_layers`: the model's
+    distinct layers). The schedule returned is the QA head's (the rate logged)."""
     warmup = config.warmup_steps or int(round(config.warmup_ratio * total_steps))
     warmup = min(warmup, total_steps)
     schedule = optax.join_schedules(
@@ -61,6 +89,10 @@ def make_optimizer(config: RunConfig, total_steps: int):
     else:
         optimizer = optax.adamw(schedule, b1=config.adam_beta1, b2=config.adam_beta2, eps=config.adam_epsilon,
                                 weight_decay=config.weight_decay, mask=decay_mask)
+    if config.layerwise_lr_decay != 1.0:
+        if num_layers is None:
+            raise ValueError("--layerwise_lr_decay needs the model's number of layers")
+        optimizer = optax.chain(optimizer, _scale_by_layer(num_layers, config.layerwise_lr_decay))
     tx = optax.chain(
         optax.clip_by_global_norm(config.max_grad_norm) if config.max_grad_norm > 0 else optax.identity(),
         optimizer,
@@ -114,20 +146,23 @@ def create_train_state(config: RunConfig, model_path: str | Path | None = None, 
     each Adam moment created directly with its parameter's sharding. `config` supplies seed,
     dtype and the optimizer settings."""
     mesh = mesh or sharding.make_mesh()
-    graphdef, params, _ = load_model(model_path, seed=config.seed, dtype=config.dtype, from_pretrained=from_pretrained,
+    graphdef, params, model_config = load_model(model_path, seed=config.seed, dtype=config.dtype, from_pretrained=from_pretrained,
                                      cache_dir=config.cache_dir, mesh=mesh,
                                      fused_attention=not config.attention_dropout,
                                      remat=config.gradient_checkpointing)
-    tx, schedule = make_optimizer(config, total_steps)
+    tx, schedule = make_optimizer(config, total_steps, model_config.num_distinct_layers)
     key = jax.random.key_data(jax.random.key(config.seed + 1, impl=DROPOUT_PRNG))
     abstract = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params,
                           opt_state=jax.eval_shape(tx.init, params), dropout_key=key, graphdef=graphdef, tx=tx,
-                          lr_schedule=schedule, accumulation_steps=config.gradient_accumulation_steps)
+                          lr_schedule=schedule, accumulation_steps=config.gradient_accumulation_steps,
+                          ema_params=params if config.ema_decay else None, ema_decay=config.ema_decay)
     shardings = sharding.state_shardings(abstract, mesh)
+    copy = lambda tree: jax.tree.map(jnp.copy, tree)  # noqa: E731 - its own buffers (the step donates the state)
     return abstract.replace(
         step=sharding.put_global(np.zeros((), np.int32), shardings.step),
         opt_state=jax.jit(tx.init, out_shardings=shardings.opt_state)(params),
         dropout_key=sharding.put_global(np.asarray(key), shardings.dropout_key),
+        ema_params=jax.jit(copy, out_shardings=shardings.params)(params) if config.ema_decay else None,
     )
 
 

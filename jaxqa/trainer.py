@@ -11,6 +11,7 @@ saves.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -29,6 +30,7 @@ from jaxqa.periodic import itstime
 from jaxqa.plots import plot_training_curves
 from jaxqa.preemption import StopRequest
 from jaxqa.run_log import Profiler, Reporter, write_json
+from jaxqa.steps import evaluated_params
 
 log = logging.getLogger("jaxqa")
 
@@ -42,6 +44,12 @@ class Trainer:
         self.out_dir = Path(self.config.output_dir)
         self.train_steps: dict[int, object] = {}  # compiled train step per batch length
         self.reporter: Reporter | None = None  # from the start of training to `finish`
+        # A model's saved threshold belongs to its weights: a training run finds its own (`evaluate`).
+        self.null_threshold = evaluation.null_threshold(config.null_score_diff_threshold,
+                                                        None if config.do_train else parts.model_dir)
+        if self.null_threshold.abstains or config.version_2_with_negative or \
+                any(split.examples.is_impossible.any() for split in parts.splits.values()):
+            log.info("%s", self.null_threshold)
 
     # --- the loop -----------------------------------------------------------------------------
     def fit(self) -> list[dict]:
@@ -59,12 +67,15 @@ class Trainer:
                     if reporter.step_done(step, batch_plan, train.features.lengths, step_metrics):
                         history.append(self._report(step, step_metrics))
                     evaluated = self._evaluate_if_due(step)
+                    no_better = evaluated is not None and checkpoints.selection.record(step, evaluated)
                     stopping = stop.requested(step)
                     if checkpoints.due(step, p.total_steps, evaluated=evaluated is not None, stopping=stopping):
                         with self._aside("checkpoint"):
                             checkpoints.save(step, self.state, step_metrics, evaluated)
                     if stopping:
                         raise checkpoints.stopped(step, p.total_steps, stop.signal or "preemption")
+                    if no_better:  # --early_stopping_patience spent
+                        break
         finally:
             profile.stop()
             reporter.pause()
@@ -72,6 +83,8 @@ class Trainer:
                 checkpoints.wait()
         self.train_seconds = time.perf_counter() - t_start
         self.goodput.seconds["train_steps"] += self.train_seconds - (self._side_seconds() - side_before)
+        if self.config.load_best_model_at_end:
+            self.state = checkpoints.restore_best(self.state)
         self._export(step)
         return history
 
@@ -93,8 +106,12 @@ class Trainer:
 
     def _train_batches(self, step: int):
         """(batch plan, device batch) from `step` to the last step: each epoch shuffled by (seed, epoch) and
-        entered at the position `step` gives, so a resumed run sees the batches it would have seen."""
+        entered at the position `step` gives, so a resumed run sees the batches it would have seen. None
+        when the run already stopped early (resumed after that)."""
         p = self.parts
+        if p.checkpoints.selection.stopped:
+            log.info("this run stopped early at step %d (--early_stopping_patience); nothing left to train", step)
+            return
         features = p.splits["train"].features
         for epoch in range(step // p.steps_per_epoch, math.ceil(p.total_steps / p.steps_per_epoch)):
             plan = run_setup.plan(self.config, features, p.train_batch, epoch)[step % p.steps_per_epoch:]
@@ -109,9 +126,10 @@ class Trainer:
 
     def _evaluate_if_due(self, step: int) -> dict | None:
         """With --do_eval --eval_steps N, the metrics every N steps (the last step's evaluation is the
-        final one, after the loop)."""
-        total = self.parts.total_steps
-        if not (self.config.do_eval and itstime(step, self.config.eval_steps, total, last=False) and step < total):
+        final one, after the loop, unless --load_best_model_at_end needs it to choose)."""
+        total, last = self.parts.total_steps, self.config.load_best_model_at_end
+        if not (self.config.do_eval and itstime(step, self.config.eval_steps, total, last=last)
+                and (step < total or last)):
             return None
         with self._aside():  # evaluate() times itself
             return self.evaluate(write_files=False)
@@ -164,8 +182,9 @@ class Trainer:
             data = self.parts.splits["predict" if split == "predict" else "eval"]
             answers = self.predict(data.examples, data.features, nbest=write_files)
             result = {} if split == "predict" else evaluation.score(
-                data.examples, answers, metric=self.config.metric,
-                null_score_diff_threshold=self.config.null_score_diff_threshold)
+                data.examples, answers, metric=self.config.metric, null_score_diff_threshold=self.null_threshold.value)
+            if answers.null_odds is not None:  # what predictions.json abstains at
+                result["null_score_diff_threshold"] = self.null_threshold.value
             result.update(num_examples=len(data.examples), num_features=len(data.features),
                           eval_seconds=round(time.perf_counter() - start, 2), step=self.state_step)
             if self.reporter and split == "eval":
@@ -177,7 +196,25 @@ class Trainer:
             if split == "eval":
                 evaluation.write_report_page(self.out_dir, data.examples, data.features, result, self.config)
         log.info("%s: %s (%d examples, %.1fs)", split, metrics.summary(result), len(data.examples), result["eval_seconds"])
+        if split == "eval" and "best_f1_thresh" in result:
+            self._keep_null_threshold(result)
         return result
+
+    def _keep_null_threshold(self, result: dict) -> None:
+        """After the final evaluation of a training run on data with unanswerable questions: its best-F1
+        threshold saved with the exported model (which that evaluation scored), and used from now on
+        (--do_predict) unless --null_score_diff_threshold is given."""
+        model_dir = Path(self.config.export_hf_dir or self.out_dir / "model")
+        if not self.config.do_train or (sharding.is_main_process() and not model_dir.is_dir()):
+            return
+        found = evaluation.save_null_threshold(model_dir, result, self.config.validation_file)
+        if self.config.null_score_diff_threshold is None:
+            self.null_threshold = found
+            log.info("%s", found)
+        else:
+            self.null_threshold = dataclasses.replace(self.null_threshold, abstains=True)
+            log.info("best no-answer threshold %g (%s); this run keeps the %s", found.value, found.origin,
+                     self.null_threshold)
 
     def logits(self, features: Features):
         """Start/end logits of every window, [windows, max_seq_length], -inf past each batch's length."""
@@ -186,9 +223,10 @@ class Trainer:
     def predict(self, examples: Examples, features: Features, nbest: bool = True) -> Answers:
         """Answers for every example, decoded from all its windows (with n-best lists if `nbest`)."""
         c = self.config
-        with_null = c.version_2_with_negative or bool(examples.is_impossible.any())
+        # A model with a saved threshold was evaluated on unanswerable questions: it abstains on any data.
+        with_null = c.version_2_with_negative or bool(examples.is_impossible.any()) or self.null_threshold.abstains
         return self.parts.predictor.answers(self.state, examples.contexts, features,
-                                            null_score_diff_threshold=c.null_score_diff_threshold if with_null else None,
+                                            null_score_diff_threshold=self.null_threshold.value if with_null else None,
                                             n_best_size=c.n_best_size if nbest else 0)
 
     # --- the run's other outputs -----------------------------------------------------------------
@@ -206,11 +244,11 @@ class Trainer:
         return plot_training_curves(self.out_dir)
 
     def save_model(self, out_dir: str | Path | None = None) -> Path:
-        """The current parameters as a Hugging Face BertForQuestionAnswering directory (default
+        """The current parameters (their moving average with --ema_decay) as a Hugging Face BertForQuestionAnswering directory (default
         `output_dir/model`): loadable by jaxqa, `QuestionAnswerer` and `transformers`."""
         from flax import nnx
 
-        params = nnx.to_pure_dict(sharding.to_host(self.state.params))  # every process takes part
+        params = nnx.to_pure_dict(sharding.to_host(evaluated_params(self.state)))  # every process takes part
         if not sharding.is_main_process():
             return Path(out_dir or self.out_dir / "model")
         return weights.save_pretrained(params, self.parts.model_config, out_dir or self.out_dir / "model",
@@ -219,7 +257,7 @@ class Trainer:
     def answerer(self) -> QuestionAnswerer:
         """Answer ad-hoc questions with the model as it is now (same window and decoding settings)."""
         c = self.config
-        return QuestionAnswerer(self.state.graphdef, self.state.params, self.parts.tokenizer,
+        return QuestionAnswerer(self.state.graphdef, evaluated_params(self.state), self.parts.tokenizer,
                                 max_seq_length=c.max_seq_length, doc_stride=c.doc_stride,
                                 max_query_length=c.max_query_length, max_answer_length=c.max_answer_length,
                                 batch_size=self.parts.eval_batch)

@@ -169,6 +169,7 @@ def train_command(model_dir, data_dir, out: Path, *extra) -> list[str]:
             "--max_train_samples", 120, "--do_train", "--max_seq_length", 256, "--doc_stride", 128,
             "--per_device_train_batch_size", 16, "--num_train_epochs", 2.5, "--learning_rate", 3e-4,
             "--warmup_ratio", 0.2, "--weight_decay", 0.01, "--seed", 7, "--logging_steps", 1,
+            "--layerwise_lr_decay", 0.9, "--ema_decay", 0.9,  # resumed exactly too (the EMA is exported)
             "--save_steps", SAVE_STEPS, "--output_dir", out, "--accelerator", "cpu", *extra]
     return [sys.executable, str(ROOT / "run_qa.py"), *map(str, args)]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 
+import jax
 import numpy as np
 from conftest import (
     ROOT,
@@ -108,6 +110,53 @@ def test_keeps_the_newest_plus_the_best(tmp_path, tiny_bert_dir):
         checkpointer.save(state, {"step": step}, metrics=None if f1 is None else {"f1": f1, "exact_match": 1.0})
     checkpointer.wait()
     assert checkpointer.steps() == [2, 4, 5] and checkpointer.best() == (2, 55.0)
+
+
+def test_best_model_at_end_and_early_stopping_survive_a_resume(tmp_path, tiny_bert_dir, data_dir, monkeypatch):
+    """Real training, checkpoints and export; only the in-loop F1 is scripted. Evaluations at steps 2, 4, 6,
+    8: the best is step 4 (30.0), then two without a better one, so patience 2 stops the run at step 8.
+    The exported model and the final evaluation are step 4's; a resumed run trains nothing more."""
+    from jaxqa.checkpoint import Checkpointer
+    from jaxqa.config import RunConfig
+    from jaxqa.train_state import load_model
+    from jaxqa.trainer import Trainer
+
+    scripted = {2: 10.0, 4: 30.0, 6: 20.0, 8: 30.0, 10: 99.0}
+    real_evaluate = Trainer.evaluate
+
+    def evaluate(self, split="eval", write_files=True):
+        return real_evaluate(self, split, write_files) if write_files else {"f1": scripted[self.state_step]}
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    config = RunConfig(model_name_or_path=str(tiny_bert_dir), train_file=str(data_dir / "squad_v1.1/train.json"),
+                       validation_file=str(data_dir / "squad_v1.1/dev.json"), max_train_samples=96,
+                       max_eval_samples=16, do_train=True, do_eval=True, eval_steps=2, load_best_model_at_end=True,
+                       early_stopping_patience=2, max_seq_length=128, doc_stride=64, pad_to_max_length=True,
+                       per_device_train_batch_size=8, num_train_epochs=1.0, learning_rate=1e-3, save_total_limit=1,
+                       logging_steps=1, output_dir=str(tmp_path / "run"), accelerator="cpu")
+    trainer = Trainer(config)
+    assert trainer.total_steps > 10
+    trainer.fit()
+    logged = [json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in logged if "loss" in r) == 8
+    checkpoints = Checkpointer(tmp_path / "run", keep=None, best_metric=None)
+    assert checkpoints.steps() == [4, 8]  # the newest and the best
+    best, last = (checkpoints.restore(trainer.state, step)[0].params for step in (4, 8))
+    _, exported, _ = load_model(tmp_path / "run/model")
+    for got, want in zip(jax.tree.leaves(exported), jax.tree.leaves(best)):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    assert any(not np.array_equal(np.asarray(a), np.asarray(b))
+               for a, b in zip(jax.tree.leaves(best), jax.tree.leaves(last)))
+    assert trainer.evaluate()["step"] == 4
+    checkpoints.close()
+
+    resumed = Trainer(dataclasses.replace(config, resume_from_checkpoint="auto"))
+    assert resumed.state_step == 8 and resumed.parts.checkpoints.selection.stopped
+    resumed.fit()
+    assert resumed.state_step == 4
+    _, again, _ = load_model(tmp_path / "run/model")
+    for got, want in zip(jax.tree.leaves(again), jax.tree.leaves(best)):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
 def test_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, tiny_bert_dir, data_dir):

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import ROOT, write_json
 
@@ -264,3 +265,31 @@ def test_trainer_load_warns_of_cut_questions(tmp_path, data_dir, minilm_tokenize
     assert [r.getMessage() for r in caplog.records if "cut" in r.getMessage()] == [
         f"{path}: 2 question(s) are longer than --max_query_length 32 tokens and were cut to it (e.g. {raw[1]['id']}, "
         f"{raw[4]['id']}); a larger --max_query_length would keep them whole"]
+
+
+def test_several_training_files_are_checked_each_and_joined(tmp_path, data_dir, minilm_tokenizer):
+    """--train_file v2.0,v1.1: each file loaded and checked alone (an error names its file), then one split
+    whose windows are those of tokenising the joined examples (example_index moved past earlier files)."""
+    import dataclasses
+
+    from jaxqa.config import RunConfig
+    from jaxqa.features import tokenize
+    from jaxqa.run_setup import _load_splits
+
+    v2, v1 = str(data_dir / "squad_v2.0/train.json"), str(data_dir / "squad_v1.1/train.json")
+    window = dict(max_seq_length=128, doc_stride=32, max_query_length=64)
+    config = RunConfig(train_file=f"{v2},{v1}", do_train=True, max_train_samples=20, feature_cache_dir="none",
+                       output_dir=str(tmp_path / "out"), **window)
+    train = _load_splits(config, minilm_tokenizer)["train"]
+    first = [load_examples(path).select(range(20)) for path in (v2, v1)]
+    assert train.examples.ids == first[0].ids + first[1].ids and train.examples.source == f"{v2},{v1}"
+    assert train.examples.is_impossible.tolist() == first[0].is_impossible.tolist() + [False] * 20
+    whole = tokenize(train.examples, minilm_tokenizer, **window)
+    for field in dataclasses.fields(whole):
+        np.testing.assert_array_equal(getattr(train.features, field.name), getattr(whole, field.name), field.name)
+    report = json.loads((tmp_path / "out/data_report.json").read_text())  # written for several files
+    assert report == {v2: {"examples": 20, "skipped": 0, "problems": {}, "unanswerable": int(first[0].is_impossible.sum())},
+                      v1: {"examples": 20, "skipped": 0, "problems": {}}}
+    bad = str(BAD_DIR / "answer_not_in_context.json")
+    with pytest.raises(DataError, match=f"^{re.escape(bad)}: "):
+        _load_splits(dataclasses.replace(config, train_file=f"{v1},{bad}"), minilm_tokenizer)

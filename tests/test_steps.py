@@ -87,6 +87,55 @@ def test_optimizer_skips_decay_on_bias_and_layernorm(tiny_bert_dir):
         assert moved == (path[-1] not in ("bias", "scale")), path
 
 
+def test_layerwise_lr_decay_gives_each_layer_its_hand_computed_rate(tiny_bert_dir):
+    """The tiny BERT has 2 layers: with D = 0.5 the embeddings move at lr/8, layer 0 at lr/4, layer 1 at
+    lr/2, the QA head at lr. Adam's first update with gradients of one is -lr x factor / (1 + 1e-8)."""
+    from flax import nnx
+
+    cfg = dataclasses.replace(OPT, weight_decay=0.0, max_grad_norm=0.0, layerwise_lr_decay=0.5)
+    state = train_state.create_train_state(cfg, tiny_bert_dir, total_steps=10)
+    ones = jax.tree_util.tree_map(jnp.ones_like, state.params)
+    updates, _ = state.tx.update(ones, state.opt_state, state.params)
+    expected = {"embeddings": 3e-4 / 8, "layers/0": 3e-4 / 4, "layers/1": 3e-4 / 2, "qa_outputs": 3e-4}
+    seen = set()
+    for path, value in nnx.to_flat_state(updates):
+        where = "/".join(map(str, path))
+        part = next(k for k in expected if k in where)
+        seen.add(part)
+        np.testing.assert_allclose(np.asarray(value.get_value()), -expected[part], rtol=2e-5, err_msg=where)  # float32 Adam
+    assert seen == set(expected)
+
+
+def test_ema_follows_the_weights_and_is_what_evaluates_and_exports(tiny_bert_dir, data_dir, tmp_path):
+    """Moving-average decay min(0.9, (1 + t) / (10 + t)): 2/11 after the first update, 3/12 after the second."""
+    from flax import nnx
+
+    cfg = dataclasses.replace(OPT, ema_decay=0.9)
+    state = train_state.create_train_state(cfg, tiny_bert_dir, total_steps=10)
+    batch = {k: jnp.asarray(v) for k, v in _real_batch(tiny_bert_dir, data_dir).items()}
+    step = jax.jit(train_state.train_step)
+    leaves = lambda tree: [np.asarray(x, np.float64) for x in jax.tree.leaves(tree)]  # noqa: E731
+    weights = [leaves(state.params)]
+    for _ in range(2):
+        state, _ = step(state, batch)
+        weights.append(leaves(state.params))
+    expected = [2 / 11 * a + 9 / 11 * b for a, b in zip(weights[0], weights[1])]
+    expected = [3 / 12 * e + 9 / 12 * c for e, c in zip(expected, weights[2])]
+    moved = False
+    for got, want, raw in zip(leaves(state.ema_params), expected, weights[2]):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+        moved |= not np.allclose(got, raw, atol=1e-7)
+    assert moved  # the average is not the raw weights
+    logits = jax.jit(train_state.eval_step)(state, batch)
+    ema_logits, raw_logits = (jax.jit(forward, static_argnums=0)(state.graphdef, w, batch)[0]
+                              for w in (state.ema_params, state.params))
+    np.testing.assert_allclose(np.asarray(logits[0]), np.asarray(ema_logits), atol=1e-6)
+    assert np.abs(np.asarray(logits[0]) - np.asarray(raw_logits)).max() > 1e-4
+    assert train_state.evaluated_params(state) is state.ema_params
+    assert jax.tree.structure(state.ema_params) == jax.tree.structure(state.params)
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(nnx.to_pure_dict(state.ema_params)))
+
+
 def _real_batch(model_dir, data_dir, rows=8):
     from jaxqa.features import load_tokenizer
 

@@ -3,7 +3,9 @@ curves, the answer command, the Colab notebook, README's flag table."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 from conftest import ROOT, require
 
 from jaxqa.cli import build_parser, flags_table, parse_config
-from jaxqa.config import SAMPLE_DIR, RunConfig
+from jaxqa.config import SAMPLE_DIR, RunConfig, default_run
 
 # Every field of ModelArguments, DataTrainingArguments and TrainingArguments in Hugging Face's
 # examples/flax/question-answering/run_qa.py (plus `token` and `trust_remote_code` of later versions),
@@ -81,8 +83,8 @@ def test_hugging_face_flax_run_qa_flags_mean_the_same_here():
     missing = [flag for flag, _, _ in HF_FLAX_RUN_QA_COMMAND if flag not in accepted]
     assert not missing, f"flags of Hugging Face's run_qa.py that jaxqa does not accept: {missing}"
     argv = [token for flag, values, _ in HF_FLAX_RUN_QA_COMMAND for token in (f"--{flag}", *values)]
-    config, is_default = parse_config(argv)
-    assert not is_default
+    config, overrides = parse_config(argv)
+    assert overrides is None  # a run of its own, not the default job
     for flag, _, expected in HF_FLAX_RUN_QA_COMMAND:
         got = getattr(config, flag)
         assert type(got) is type(expected) and got == expected, (flag, got, expected)
@@ -93,7 +95,8 @@ def test_hugging_face_flax_run_qa_flags_mean_the_same_here():
     for text, value in [("True", True), ("false", False), ("YES", True), ("no", False), ("1", True), ("0", False),
                         ("Y", True), ("n", False)]:
         assert parse_config(["--do_train", text])[0].do_train is value, text
-    assert parse_config(["--do_train"])[0].do_train is True and parse_config(["--do_eval"])[0].do_train is False
+    assert parse_config(["--do_train"])[0].do_train is True
+    assert parse_config(["--do_eval", "--validation_file", "dev.json"])[0].do_train is False
 
     # HF's meaning, not just the name: padding to max_seq_length instead of buckets; warmup_steps
     # (rather than a ratio) of linear warmup to the learning rate, then linear decay to 0, as in HF's
@@ -102,6 +105,68 @@ def test_hugging_face_flax_run_qa_flags_mean_the_same_here():
     _, schedule = train_state.make_optimizer(config, total_steps=1100)
     assert [float(schedule(s)) for s in (0, 50, 100, 600, 1100)] == pytest.approx([0, 1.5e-5, 3e-5, 1.5e-5, 0])
     assert [f.split(":")[0] for f in config.inert_flags()] == ["--trust_remote_code", "--preprocessing_num_workers"]
+
+
+def test_without_data_or_model_flags_the_default_job_takes_the_other_flags(capsys):
+    """`run_qa.py --seed 43` is the default job at seed 43; any data or model flag makes a run of its own."""
+    assert parse_config([]) == (default_run(), {})
+    config, overrides = parse_config(["--seed", "43"])
+    assert config == dataclasses.replace(default_run(), seed=43) and overrides == {"seed": 43}
+    config, overrides = parse_config(["--seed", "43", "--eval_before_training", "false", "--output_dir", "o"])
+    assert config == dataclasses.replace(default_run(), seed=43, eval_before_training=False, output_dir="o")
+    assert overrides == {"seed": 43, "eval_before_training": False, "output_dir": "o"}
+    for flag in ("--train_file", "--validation_file", "--test_file", "--dataset_name", "--model_name_or_path",
+                 "--config_name"):
+        config, overrides = parse_config([flag, "x", "--seed", "43"])
+        assert overrides is None and config == RunConfig(**{flag[2:]: "x"}, seed=43), flag
+    with pytest.raises(SystemExit) as stop:
+        parse_config(["--help"])
+    assert stop.value.code == 0 and "--train_file FILE [FILE ...]" in capsys.readouterr().out
+
+
+def test_config_file_gives_the_defaults_and_flags_override_it(tmp_path):
+    from jaxqa.errors import ConfigError
+
+    recipe = tmp_path / "recipe.yaml"  # PyYAML reads 1e-4 as a string: read as the flag reads it
+    recipe.write_text("do_train: true\nlearning_rate: 1e-4\nnum_train_epochs: 2\nseed: 5\n"
+                      "train_file: [a.json, b.json]\nmax_seq_length: 256\n")
+    config, overrides = parse_config([str(recipe), "--seed", "7", "--validation_file", "dev.json", "--do_eval"])
+    assert overrides is None
+    assert config == RunConfig(do_train=True, learning_rate=1e-4, num_train_epochs=2.0, seed=7, train_file="a.json,b.json",
+                               max_seq_length=256, validation_file="dev.json", do_eval=True)
+    assert type(config.num_train_epochs) is float and config.train_files == ["a.json", "b.json"]
+    assert parse_config([str(recipe), "--train_file", "c.json"])[0].train_file == "c.json"
+    as_json = tmp_path / "recipe.json"
+    as_json.write_text(json.dumps({"do_eval": True, "validation_file": "dev.json", "max_seq_length": 256}))
+    assert parse_config([str(as_json), "--max_seq_length", "128"])[0] == RunConfig(do_eval=True, validation_file="dev.json",
+                                                                                 max_seq_length=128)
+    recipe.write_text("do_train: true\nlearning_rat: 1e-4\n")
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(recipe))}: unknown setting\\(s\\) learning_rat; "):
+        parse_config([str(recipe), "--seed", "7"])
+
+
+def test_train_file_takes_several_files_in_either_spelling():
+    spaced = parse_config(["--train_file", "v2/train.json", "v1/train.json", "--do_train"])[0]
+    joined = parse_config(["--train_file", "v2/train.json,v1/train.json", "--do_train"])[0]
+    assert spaced == joined and spaced.train_file == "v2/train.json,v1/train.json"  # a string: the run's identity
+    assert spaced.train_files == ["v2/train.json", "v1/train.json"] and spaced.identity()["train_file"] == spaced.train_file
+    assert parse_config(["--train_file", "one.json"])[0].train_files == ["one.json"] and RunConfig().train_files == []
+
+
+@pytest.mark.parametrize("recipe", ["squad_v1_1h.yaml", "squad_v2_1h.yaml"])
+def test_recipes_parse_into_a_run_config(recipe):
+    import yaml
+
+    path = ROOT / "recipes" / recipe
+    settings = yaml.safe_load(path.read_text())
+    assert settings and not {"train_file", "validation_file", "test_file", "model_name_or_path", "output_dir"} & set(settings)
+    config, _ = parse_config([str(path), "--model_name_or_path", "M", "--train_file", "v2.json", "v1.json",
+                              "--validation_file", "dev.json", "--test_file", "test.json", "--do_predict",
+                              "--output_dir", "O"])
+    config.validate()
+    for name, value in settings.items():
+        assert getattr(config, name) == value and type(getattr(config, name)) in (type(value), float), name
+    assert config.train_files == ["v2.json", "v1.json"] and config.do_predict and config.output_dir == "O"
 
 
 def _hf_readme_command(minilm_dir, out: Path) -> list[str]:
