@@ -4,7 +4,8 @@ with no arguments it fine-tunes the packaged MiniLM on the bundled SQuAD sample.
 
 import sys
 
-from jaxqa.cli import main
+from jaxqa.cli import keep_pytorch_out, main
 
 if __name__ == "__main__":
+    keep_pytorch_out()
     sys.exit(main())

@@ -2,7 +2,8 @@
 
 import sys
 
-from jaxqa.cli import main
+from jaxqa.cli import keep_pytorch_out, main
 
 if __name__ == "__main__":
+    keep_pytorch_out()
     sys.exit(main())

@@ -131,7 +131,8 @@ class RunConfig:
     hub_token: str | None = _f(None, "token for --push_to_hub (default: --token or the saved login)")
     # Watching and sizing a run
     compilation_cache_dir: str | None = _f(None, "JAX's persistent compilation cache, so a repeated or resumed run "
-                                           "skips compiling (default: .jax_cache beside --output_dir; 'none': off)", in_program=False)
+                                           "skips compiling (default: $JAX_COMPILATION_CACHE_DIR if set, else "
+                                           ".jax_cache beside --output_dir; 'none': off)", in_program=False)
     feature_cache_dir: str | None = _f(None, "where tokenised features are cached, keyed by data, tokenizer and "
                                        "window settings (default: .feature_cache beside --output_dir; 'none': off)", in_program=False)
     dry_run: bool = _f(False, "compile the train step for the largest batch shape, print the memory it needs per "
@@ -208,9 +209,10 @@ class RunConfig:
 
     @property
     def compilation_cache(self) -> str | None:
-        """JAX's persistent compilation cache: --compilation_cache_dir, .jax_cache beside --output_dir by
-        default, None for 'none'."""
-        return self._cache_dir(self.compilation_cache_dir, ".jax_cache")
+        """JAX's persistent compilation cache: --compilation_cache_dir, else JAX's own JAX_COMPILATION_CACHE_DIR
+        (one cache shared by every run that sets it), else .jax_cache beside --output_dir; None for 'none'."""
+        return self._cache_dir(self.compilation_cache_dir or os.environ.get("JAX_COMPILATION_CACHE_DIR") or None,
+                               ".jax_cache")
 
     @property
     def feature_cache(self) -> Path | None:

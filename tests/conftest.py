@@ -79,6 +79,21 @@ def dot_product_attention_calls(monkeypatch):
         yield calls
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_compilation_cache(tmp_path_factory):
+    """One JAX compilation cache for every run this test worker starts (in-process or run_qa.py
+    subprocesses), through the JAX_COMPILATION_CACHE_DIR default: the same tiny-model programs are
+    compiled once per worker, not once per test. Tests of compilation itself pass their own directory
+    or 'none'. One per xdist worker: JAX writes cache entries in place, so workers do not share one."""
+    if "JAX_COMPILATION_CACHE_DIR" in os.environ:
+        yield os.environ["JAX_COMPILATION_CACHE_DIR"]
+        return
+    cache = tmp_path_factory.mktemp("jax_cache")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(cache)
+    yield str(cache)
+    os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA
@@ -96,6 +111,26 @@ def minilm_tokenizer(minilm_dir):
     from jaxqa.features import load_tokenizer
 
     return load_tokenizer(minilm_dir)
+
+
+def once_per_session(tmp_path_factory, name: str, make) -> Path:
+    """A directory filled by `make(directory)` once for the whole test session: under xdist the first
+    worker that needs it makes it where every worker can read it, and the others wait on a file lock."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        out = tmp_path_factory.mktemp(name)
+        make(out)
+        return out
+    import filelock
+
+    root = tmp_path_factory.getbasetemp().parent  # shared by the workers of this session
+    out, done = root / name, root / f"{name}.done"
+    with filelock.FileLock(str(root / f"{name}.lock")):
+        if not done.exists():  # not made yet, or a worker failed making it: (re)make it
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+            make(out)
+            done.touch()
+    return out
 
 
 TINY_CONFIG = dict(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
@@ -119,8 +154,9 @@ def save_tiny_bert(out: Path, minilm_dir: Path, **overrides) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory, minilm_dir) -> Path:
-    """A random tiny BertForQuestionAnswering saved by `transformers` (PyTorch) with MiniLM's tokenizer."""
-    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), minilm_dir)
+    """A random tiny BertForQuestionAnswering saved by `transformers` (PyTorch) with MiniLM's tokenizer;
+    one directory for every worker, so runs started by one can be resumed by another (same model path)."""
+    return once_per_session(tmp_path_factory, "tiny_bert", lambda out: save_tiny_bert(out, minilm_dir))
 
 
 def write_json(path: Path, obj) -> Path:
@@ -204,13 +240,15 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
 
 @pytest.fixture(scope="session")
 def straight_run(tmp_path_factory, tiny_bert_dir, data_dir) -> Path:
-    """The reference run, never interrupted."""
-    out = tmp_path_factory.mktemp("straight")
-    proc = subprocess.run(train_command(tiny_bert_dir, data_dir, out), capture_output=True, text=True, cwd=ROOT,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert max(logged_losses(out)) == TOTAL_STEPS
-    return out
+    """The reference run, never interrupted (made once per session: the tiny BERT is the same seeded
+    model in every worker)."""
+    def make(out: Path) -> None:
+        proc = subprocess.run(train_command(tiny_bert_dir, data_dir, out), capture_output=True, text=True,
+                              cwd=ROOT, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert max(logged_losses(out)) == TOTAL_STEPS
+
+    return once_per_session(tmp_path_factory, "straight", make)
 
 
 def resume_run(tiny_bert_dir, data_dir, out: Path, *extra) -> subprocess.CompletedProcess:

@@ -1,7 +1,7 @@
 """Run by tests/test_sharding.py in a fresh process with fake CPU devices (the test process's JAX
 already has one device). Prints one JSON object on its last stdout line.
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/sharding_worker.py meshes MODEL_DIR DATA_FILE
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/sharding_worker.py meshes MODEL_DIR DATA_FILE [MESH ...]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numpy as np
 from flax import nnx
 
 from jaxqa import batching, sharding, train_state
+from jaxqa.cli import keep_pytorch_out
 from jaxqa.config import RunConfig
 from jaxqa.data import load_examples
 from jaxqa.features import load_tokenizer, tokenize
@@ -24,6 +25,7 @@ OPT = RunConfig(seed=0, dtype="float32", learning_rate=1e-3, weight_decay=0.01, 
 # softmax ignores a shift; the key bias likewise) and only rounding noise (~1e-9) in float32. Adam's
 # first step divides noise by its own size, so at eps 1e-8 those entries move by up to lr
 # whatever the reduction order; eps 1e-5 keeps the comparison about the math, not the noise.
+keep_pytorch_out()  # the tokenizer's `transformers` import then skips PyTorch (~4 s)
 MESHES = ["data=8", "fsdp=8", "tensor=8", "data=2,fsdp=2,tensor=2"]
 
 
@@ -67,11 +69,12 @@ def _layout(state, mesh) -> dict:
             "opt_bytes": total(state.opt_state), "opt_bytes_device0": on_device(state.opt_state)}
 
 
-def meshes(model_dir: str, data_file: str) -> dict:
+def meshes(model_dir: str, data_file: str, *specs: str) -> dict:
+    """The step on each mesh of `specs` (default MESHES) against the step on one device."""
     batch = _batch(model_dir, data_file)
     _, _, ref = _step(sharding.make_mesh(jax.devices()[:1]), model_dir, batch)
     out = {"n_devices": jax.device_count(), "ref_loss": ref["loss"], "meshes": {}}
-    for spec in MESHES:
+    for spec in specs or MESHES:
         mesh = sharding.make_mesh(spec=spec)
         state, new_state, got = _step(mesh, model_dir, batch)
         out["meshes"][spec] = {

@@ -142,7 +142,7 @@ def test_fine_tune_each_family_through_run_qa(family, tiny_family_dir, data_dir,
         [sys.executable, str(ROOT / "run_qa.py"), "--model_name_or_path", str(tiny_family_dir(family)),
          "--train_file", str(data_dir / "squad_v1.1/train.json"), "--validation_file",
          str(data_dir / "squad_v1.1/dev.json"), "--max_train_samples", "32", "--max_eval_samples", "24",
-         "--do_train", "--do_eval", "--max_seq_length", "128", "--doc_stride", "32",
+         "--do_train", "--do_eval", "--max_seq_length", "64", "--max_query_length", "24", "--doc_stride", "24",
          "--per_device_train_batch_size", "8", "--num_train_epochs", "1", "--learning_rate", "1e-3",
          "--output_dir", str(out), "--accelerator", "cpu"],
         capture_output=True, text=True, timeout=600, cwd=ROOT)
@@ -163,7 +163,8 @@ def test_window_longer_than_the_position_table_is_rejected(tiny_family_dir):
 
 
 def test_albert_sharded_step_equals_single_device_step(tmp_path, family_tokenizers, data_dir):
-    """Shared layers and the embedding projection on 8 fake devices, every mesh: the same step."""
+    """Shared layers and the embedding projection on 8 fake devices split by all three axes at once
+    (data=2,fsdp=2,tensor=2): the same step as on one device (test_sharding.py takes each axis alone)."""
     import tiny_tokenizers
 
     model_dir = tiny_tokenizers.save_tiny_model(tmp_path / "albert64", "albert", family_tokenizers["albert"],
@@ -171,10 +172,12 @@ def test_albert_sharded_step_equals_single_device_step(tmp_path, family_tokenize
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, str(ROOT / "tests/sharding_worker.py"), "meshes", str(model_dir),
-                           str(data_dir / "fixtures/flat_sample.json")], capture_output=True, text=True,
+                           str(data_dir / "fixtures/flat_sample.json"), "data=2,fsdp=2,tensor=2"],
+                          capture_output=True, text=True,
                           timeout=900, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = json.loads(proc.stdout.strip().splitlines()[-1])["meshes"]
     for spec, run in runs.items():
         assert max(run["loss_diff"], run["logits_diff"], run["param_diff"], run["opt_diff"]) < 1e-5, (spec, run)
-    assert runs["fsdp=8"]["param_bytes_device0"] < runs["data=8"]["param_bytes_device0"] / 4  # really split
+    mixed = runs["data=2,fsdp=2,tensor=2"]
+    assert list(runs) == ["data=2,fsdp=2,tensor=2"] and mixed["param_bytes_device0"] < mixed["param_bytes"] / 3  # split 4 ways

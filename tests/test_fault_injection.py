@@ -77,23 +77,25 @@ def test_random_sigkills_then_resume_is_bitwise_the_same_run(tmp_path, straight_
     print(f"SIGKILLs (moment, delay s, newest checkpoint, last logged step): {kills}")
 
 
-def _write_run(tiny_bert_dir, data_dir, out: Path, kill_at: int) -> subprocess.CompletedProcess:
+def _write_run(tiny_bert_dir, data_dir, out: Path, kill_at: int, cache: Path) -> subprocess.CompletedProcess:
     """A short run writing every kind of output (bad records skipped, before/after eval, model, predictions)
-    in which the `kill_at`-th all-or-nothing write is cut off half-way by SIGKILL (0: none)."""
+    in which the `kill_at`-th all-or-nothing write is cut off half-way by SIGKILL (0: none). `cache` is a
+    compilation cache some earlier run filled, so every run makes the same writes (none into the cache)."""
     bad = ROOT / "tests/data/bad/duplicate_ids.json"
     flat = data_dir / "fixtures/flat_sample.json"
     args = ["--model_name_or_path", tiny_bert_dir, "--train_file", bad, "--validation_file", flat, "--test_file", flat,
             "--on_bad_record", "skip", "--do_train", "--do_eval", "--do_predict", "--eval_before_training",
             "--max_seq_length", 96, "--max_query_length", 16, "--doc_stride", 32, "--num_train_epochs", 1, "--logging_steps", 1,
             "--output_dir", out, "--overwrite_output_dir", "--accelerator", "cpu",
-            "--compilation_cache_dir", "none"]  # every run makes the same writes (a cache would skip some)
+            "--compilation_cache_dir", cache]
     return subprocess.run([sys.executable, str(ROOT / "tests/kill_during_write_worker.py"), str(kill_at),
                            *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=300)
 
 
 def test_a_kill_during_any_write_leaves_no_half_written_file(tmp_path, tiny_bert_dir, data_dir):
-    out = tmp_path / "out"
-    whole = _write_run(tiny_bert_dir, data_dir, out, 0)
+    out, cache = tmp_path / "out", tmp_path / "jax_cache"
+    assert _write_run(tiny_bert_dir, data_dir, tmp_path / "warm_up", 0, cache).returncode == 0  # fills the cache
+    whole = _write_run(tiny_bert_dir, data_dir, out, 0, cache)
     assert whole.returncode == 0, whole.stderr[-3000:]
     writes = json.loads(whole.stdout.strip().splitlines()[-1])["writes"]
     before = {name: (out / name).read_bytes() for name in assert_outputs_whole(out)}
@@ -112,7 +114,7 @@ def test_a_kill_during_any_write_leaves_no_half_written_file(tmp_path, tiny_bert
               for name in ("/model", "/training_curves.png", "/metrics.jsonl", "/predict_predictions.json")}
     killed.add(rng.choice([i for i in range(1, len(writes) + 1) if i not in killed]))
     for kill_at in sorted(killed):
-        proc = _write_run(tiny_bert_dir, data_dir, out, kill_at)
+        proc = _write_run(tiny_bert_dir, data_dir, out, kill_at, cache)
         assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
         # The file being written keeps its previous content; no visible file is partial. The model directory
         # is replaced whole at export; its no-answer threshold follows after the final evaluation, so a kill

@@ -222,6 +222,7 @@ def test_filler_rows_stay_finite_whatever_their_labels(tiny_bert_dir, minilm_tok
     padded = batching.gather(arrays, batching.Batch(np.array([1, 2, 3, -1, -1]), 64))
     real = batching.gather(arrays, batching.Batch(np.array([1, 2, 3]), 64))
 
+    @jax.jit  # one compiled program per batch shape, not an op-by-op gradient
     def loss_and_grads(batch):
         return jax.value_and_grad(lambda p: qa_loss(*forward(state.graphdef, p, batch), batch))(state.params)
 

@@ -249,6 +249,39 @@ def test_colab_notebook_runs_top_to_bottom_on_cpu(tmp_path):
     assert (tmp_path / "jaxqa_notebook_run/training_curves.png").is_file()
 
 
+def test_command_line_process_loads_tokenizers_without_pytorch(minilm_dir):
+    """run_qa.py and `python -m jaxqa` mark PyTorch absent before `transformers` loads, so the tokenizer's
+    import skips it (PyTorch is installed here, as the test reference) and tokenises the same."""
+    code = ("import sys; from jaxqa.cli import keep_pytorch_out; keep_pytorch_out(); "
+            "from jaxqa.features import load_tokenizer; ids = load_tokenizer(sys.argv[1])('Who wrote it?')['input_ids']; "
+            "print(ids, sys.modules.get('torch') is not None)")
+    proc = subprocess.run([sys.executable, "-c", code, str(minilm_dir)], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split("]")[1].strip() == "False"  # PyTorch never imported
+    assert "PyTorch was not found" not in proc.stderr, proc.stderr  # (it is installed: no such notice)
+    from jaxqa.features import load_tokenizer
+
+    assert proc.stdout.split("]")[0] + "]" == str(load_tokenizer(minilm_dir)("Who wrote it?")["input_ids"])
+    for entry in ("run_qa.py", "jaxqa/__main__.py"):
+        assert "keep_pytorch_out()\n    sys.exit(main())" in (ROOT / entry).read_text()
+
+
+def test_compilation_cache_defaults_to_jax_own_variable(monkeypatch, tmp_path):
+    """JAX_COMPILATION_CACHE_DIR (JAX's own setting) is the default cache where set, so several runs share
+    one; the flag wins over it, 'none' turns caching off, and without either it sits beside the output."""
+    from jaxqa.config import RunConfig
+
+    out = str(tmp_path / "out")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "shared"))
+    assert RunConfig(output_dir=out).compilation_cache == str(tmp_path / "shared")
+    assert RunConfig(output_dir=out, compilation_cache_dir=str(tmp_path / "mine")).compilation_cache == \
+        str(tmp_path / "mine")
+    assert RunConfig(output_dir=out, compilation_cache_dir="none").compilation_cache is None
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
+    assert RunConfig(output_dir=out).compilation_cache == str(tmp_path / ".jax_cache")
+
+
 def test_readme_flag_table_is_the_parser():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert flags_table() in readme, "README's flag table is stale: paste jaxqa.cli.flags_table() into it"
