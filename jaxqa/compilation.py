@@ -8,6 +8,7 @@ persistent cache makes a repeated or resumed run with the same shapes skip compi
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import os
 import re
@@ -45,17 +46,29 @@ def enable_cache(directory: str | Path) -> None:
 def compile_all(step, state, batches: dict[int, dict], program_dir: Path | None = None,
                 identity: str = "") -> tuple[dict, dict]:
     """({seq_len: compiled step}, report) for abstract `batches` keyed by sequence length. With
-    `program_dir`, traced programs are kept there (see SavedPrograms) so a repeated run skips tracing."""
+    `program_dir`, traced programs are kept there (see SavedPrograms) so a repeated run skips tracing.
+
+    Tracing is Python and runs one shape after another; XLA then compiles the programs side by side in
+    threads (it releases the GIL, and one compilation keeps about one core busy), so on a host of N
+    cores up to N bucket shapes take about the time of the slowest one."""
     before = dict(_cache_events)
     start = time.perf_counter()
     saved = SavedPrograms(program_dir, identity) if program_dir and jax.process_count() == 1 else None
-    compiled = {seq_len: saved.compile(step, state, batch) if saved else step.compile(state, batch)
-                for seq_len, batch in sorted(batches.items())}
+    finish = {seq_len: saved.lower(step, state, batch) if saved else step.lower(state, batch).compile
+              for seq_len, batch in sorted(batches.items())}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=compile_threads(len(finish))) as pool:
+        compiled = dict(zip(finish, pool.map(lambda compile_one: compile_one(), finish.values())))
     report = {"programs": len(compiled), "seconds": round(time.perf_counter() - start, 2),
               "cache_hits": _cache_events["hits"] - before["hits"],
               "cache_misses": _cache_events["misses"] - before["misses"],
               "traced": saved.traced if saved else len(compiled)}
     return compiled, report
+
+
+def compile_threads(programs: int) -> int:
+    """Threads compiling `programs` programs at once: one per core this process may use, at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(programs, cores, 8))
 
 
 class FlatStep:
@@ -87,15 +100,16 @@ class SavedPrograms:
     def __init__(self, directory: Path, identity: str):
         self.directory, self.identity, self.traced = Path(directory), identity, 0
 
-    def compile(self, step, state, batch):
+    def lower(self, step, state, batch):
+        """The step for this shape, loaded or traced: a function that compiles it (see compile_all)."""
         try:
-            return self._compile(step, state, batch)
+            return self._lower(step, state, batch)
         except Exception as err:  # saving programs is an optimisation: the plain path reports real errors
             log.warning("saved programs unavailable (%s: %s); compiling the usual way", type(err).__name__, err)
             self.traced += 1
-            return step.compile(state, batch)
+            return step.lower(state, batch).compile
 
-    def _compile(self, step, state, batch):
+    def _lower(self, step, state, batch):
         leaves, in_tree = jax.tree.flatten((state, batch))
         state_tree = jax.tree.structure(state)
         n_state = state_tree.num_leaves
@@ -109,7 +123,8 @@ class SavedPrograms:
         with jax.set_mesh(step.mesh):
             program = jax.jit(exported.call, in_shardings=in_shardings, out_shardings=out_shardings,
                               donate_argnums=tuple(range(n_state)))
-            return FlatStep(program.lower(*leaves).compile(), state_tree)
+            lowered = program.lower(*leaves)
+        return lambda: FlatStep(lowered.compile(), state_tree)
 
     def _key(self, leaves, in_tree, mesh) -> str:
         import hashlib

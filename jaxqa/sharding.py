@@ -119,7 +119,8 @@ def logical_to_spec(names, shape, mesh_shape) -> P:
 
 class MeshJit:
     """`jax.jit(fn, **jit_kwargs)` traced under `mesh`, so the model's `constrain` calls apply;
-    `compile(*args)` builds the program ahead of time for arrays shaped like `args`."""
+    `compile(*args)` builds the program ahead of time for arrays shaped like `args` (`lower(*args)`
+    traces it, for compiling later)."""
 
     def __init__(self, fn, mesh: Mesh, **jit_kwargs):
         self.jitted, self.mesh = jax.jit(fn, **jit_kwargs), mesh
@@ -129,9 +130,12 @@ class MeshJit:
         with jax.set_mesh(self.mesh):
             return self.jitted(*args)
 
-    def compile(self, *args):
+    def lower(self, *args):
         with jax.set_mesh(self.mesh):
-            return self.jitted.lower(*args).compile()
+            return self.jitted.lower(*args)
+
+    def compile(self, *args):
+        return self.lower(*args).compile()
 
 
 def jit(fn, mesh: Mesh, **jit_kwargs) -> MeshJit:

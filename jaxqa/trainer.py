@@ -150,7 +150,9 @@ class Trainer:
     @contextlib.contextmanager
     def _aside(self, kind: str | None = None):
         """Work inside the step loop that is not a train step: timed as `kind`, left out of the throughput
-        window, and allowed to move data between host and device."""
+        window, and allowed to move data between host and device. The steps already dispatched finish
+        first (dispatch runs ahead of the device): they are train time, not this work's."""
+        jax.block_until_ready(self.state)
         start = time.perf_counter()
         with jax.transfer_guard("allow"), (self.goodput.timer(kind) if kind else contextlib.nullcontext()):
             yield

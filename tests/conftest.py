@@ -79,19 +79,29 @@ def dot_product_attention_calls(monkeypatch):
         yield calls
 
 
+# JAX's cache locks each read and write of an entry once it has a size limit (its LRU eviction): with
+# one, test workers and their run_qa.py processes can share one cache directory safely.
+SHARED_CACHE_MAX_BYTES = 16 << 30
+
+
 @pytest.fixture(scope="session", autouse=True)
 def shared_compilation_cache(tmp_path_factory):
-    """One JAX compilation cache for every run this test worker starts (in-process or run_qa.py
-    subprocesses), through the JAX_COMPILATION_CACHE_DIR default: the same tiny-model programs are
-    compiled once per worker, not once per test. Tests of compilation itself pass their own directory
-    or 'none'. One per xdist worker: JAX writes cache entries in place, so workers do not share one."""
+    """One JAX compilation cache for every run of the session, in-process or run_qa.py subprocesses,
+    on every xdist worker (through the JAX_COMPILATION_CACHE_DIR default): a program that two tests
+    compile is compiled once. Tests of compilation itself pass their own directory or 'none'."""
     if "JAX_COMPILATION_CACHE_DIR" in os.environ:
         yield os.environ["JAX_COMPILATION_CACHE_DIR"]
         return
-    cache = tmp_path_factory.mktemp("jax_cache")
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(cache)
+    import jax
+
+    base = tmp_path_factory.getbasetemp()
+    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "jax_cache"
+    cache.mkdir(exist_ok=True)
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=str(cache), JAX_COMPILATION_CACHE_MAX_SIZE=str(SHARED_CACHE_MAX_BYTES))
+    jax.config.update("jax_compilation_cache_max_size", SHARED_CACHE_MAX_BYTES)
     yield str(cache)
     os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+    os.environ.pop("JAX_COMPILATION_CACHE_MAX_SIZE", None)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -34,31 +35,55 @@ def _config(tiny_bert_dir, data_dir, tmp_path, **overrides) -> RunConfig:
     return RunConfig(**{**settings, **overrides})
 
 
+class _Compiled(list):
+    """Names of the functions XLA compiled, in order, and when each compilation ran (`spans`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.spans: list[tuple[str, float, float]] = []
+
+
 @pytest.fixture()
 def compile_events():
-    """Names of the functions XLA compiles while the test runs."""
-    names: list[str] = []
+    """What XLA compiles while the test runs (a `_Compiled`)."""
+    events = _Compiled()
 
-    def listen(event, _secs, **kwargs):
+    def listen(event, secs, **kwargs):
         if event == "/jax/core/compile/backend_compile_duration":
-            names.append(kwargs.get("fun_name", ""))
+            end = time.perf_counter()
+            events.append(kwargs.get("fun_name", ""))
+            events.spans.append((events[-1], end - secs, end))
 
     jax.monitoring.register_event_duration_secs_listener(listen)
-    yield names
+    yield events
     jax.monitoring.unregister_event_duration_listener(listen)
 
 
 def test_every_bucket_compiles_once_before_training_and_never_again(tiny_bert_dir, data_dir, tmp_path,
-                                                                     compile_events):
-    trainer = Trainer(_config(tiny_bert_dir, data_dir, tmp_path))
+                                                                     compile_events, monkeypatch):
+    """Also: an evaluation inside the loop starts its clock once the steps dispatched before it are done
+    (step 3 is not logged, so nothing else waits for it): their time is the window's, not the eval's."""
+    real_evaluate, ready_at_eval = Trainer.evaluate, []
+
+    def evaluate(self, *args, **kwargs):
+        ready_at_eval.append(all(leaf.is_ready() for leaf in jax.tree.leaves(self.state)))
+        return real_evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    trainer = Trainer(_config(tiny_bert_dir, data_dir, tmp_path, do_eval=True, eval_steps=3))
     buckets = sorted({b.seq_len for b in run_setup.plan(trainer.config, trainer.train_features, trainer.train_batch, epoch=0)})
     assert len(buckets) >= 2  # a real bucketed run: several shapes
     report = trainer.compile_train_steps()
     assert report["seq_lens"] == buckets and sorted(trainer.train_steps) == buckets
     compiled_before_fit = sum("train_step" in name for name in compile_events)
     assert compiled_before_fit == len(buckets)
+    # Compiled side by side, one thread per core (2 here): the compilations overlap in time.
+    spans = sorted((start, end) for name, start, end in compile_events.spans if "train_step" in name)
+    overlapping = sum(later_start < end for (_, end), (later_start, _) in zip(spans, spans[1:]))
+    assert overlapping >= 1 or len(os.sched_getaffinity(0)) == 1, spans
     trainer.fit()  # two epochs: every bucket is seen again in the second
     assert sum("train_step" in name for name in compile_events) == compiled_before_fit
+    assert ready_at_eval and all(ready_at_eval), ready_at_eval
 
 
 def test_step_loop_runs_under_a_transfer_guard(tiny_bert_dir, data_dir, tmp_path, monkeypatch):
