@@ -49,8 +49,8 @@ def compile_all(step, state, batches: dict[int, dict], program_dir: Path | None 
     `program_dir`, traced programs are kept there (see SavedPrograms) so a repeated run skips tracing.
 
     Tracing is Python and runs one shape after another; XLA then compiles the programs side by side in
-    threads (it releases the GIL, and one compilation keeps about one core busy), so on a host of N
-    cores up to N bucket shapes take about the time of the slowest one."""
+    threads (it releases the GIL, and one compilation keeps only part of a host busy: ~1.4 of 2 cores
+    here), a thread per core: the default job's four programs 56.0 s -> 45.2 s on 2 cores."""
     before = dict(_cache_events)
     start = time.perf_counter()
     saved = SavedPrograms(program_dir, identity) if program_dir and jax.process_count() == 1 else None
