@@ -35,24 +35,15 @@ def _config(tiny_bert_dir, data_dir, tmp_path, **overrides) -> RunConfig:
     return RunConfig(**{**settings, **overrides})
 
 
-class _Compiled(list):
-    """Names of the functions XLA compiled, in order, and when each compilation ran (`spans`)."""
-
-    def __init__(self):
-        super().__init__()
-        self.spans: list[tuple[str, float, float]] = []
-
-
 @pytest.fixture()
 def compile_events():
-    """What XLA compiles while the test runs (a `_Compiled`)."""
-    events = _Compiled()
+    """(function name, start, end) of each XLA compilation while the test runs, in the order they end."""
+    events: list[tuple[str, float, float]] = []
 
     def listen(event, secs, **kwargs):
         if event == "/jax/core/compile/backend_compile_duration":
             end = time.perf_counter()
-            events.append(kwargs.get("fun_name", ""))
-            events.spans.append((events[-1], end - secs, end))
+            events.append((kwargs.get("fun_name", ""), end - secs, end))
 
     jax.monitoring.register_event_duration_secs_listener(listen)
     yield events
@@ -75,14 +66,14 @@ def test_every_bucket_compiles_once_before_training_and_never_again(tiny_bert_di
     assert len(buckets) >= 2  # a real bucketed run: several shapes
     report = trainer.compile_train_steps()
     assert report["seq_lens"] == buckets and sorted(trainer.train_steps) == buckets
-    compiled_before_fit = sum("train_step" in name for name in compile_events)
+    compiled_before_fit = sum("train_step" in name for name, _, _ in compile_events)
     assert compiled_before_fit == len(buckets)
     # Compiled side by side, one thread per core (2 here): the compilations overlap in time.
-    spans = sorted((start, end) for name, start, end in compile_events.spans if "train_step" in name)
+    spans = sorted((start, end) for name, start, end in compile_events if "train_step" in name)
     overlapping = sum(later_start < end for (_, end), (later_start, _) in zip(spans, spans[1:]))
     assert overlapping >= 1 or len(os.sched_getaffinity(0)) == 1, spans
     trainer.fit()  # two epochs: every bucket is seen again in the second
-    assert sum("train_step" in name for name in compile_events) == compiled_before_fit
+    assert sum("train_step" in name for name, _, _ in compile_events) == compiled_before_fit
     assert ready_at_eval and all(ready_at_eval), ready_at_eval
 
 
