@@ -30,8 +30,9 @@ print(f"chance {chance} initial {float(loss_on_last(initial))} trained {float(lo
 
 
 def test_readme_api_example_runs_and_learns():
-    """The snippet runs as shown and its steps learn. Measured here (CPU): printed loss 4.911 against
-    chance 5.027 on that batch; eval-mode loss there 5.063 before training, 4.889 after. A step that
+    """The snippet runs as shown and its steps learn. Measured here (CPU, windows of 128): printed loss
+    4.450 against chance 4.722 on that batch; eval-mode loss there 4.818 before training, 4.415 after (windows
+    of 256 took 119 s to 52 s of these: four bucket programs to compile instead of two). A step that
     does not update (or climbs) keeps the trained loss at or above the initial one."""
     code = re.search(r"## Programmatic use\n\n```python\n(.*?)```", README, re.S).group(1)
     proc = subprocess.run([sys.executable, "-c", code + _MEASURE], capture_output=True, text=True, timeout=600,
@@ -41,4 +42,4 @@ def test_readme_api_example_runs_and_learns():
     chance, initial, trained = map(float, re.search(r"chance ([\d.]+) initial ([\d.]+) trained ([\d.]+)",
                                                    proc.stdout).groups())
     assert loss < chance, proc.stdout  # below a uniform guess over each window's tokens (the old bound: 6.0)
-    assert trained < initial - 0.1, proc.stdout  # measured drop: 0.17
+    assert trained < initial - 0.2, proc.stdout  # measured drop: 0.40
