@@ -46,6 +46,10 @@ class RunConfig:
     on_bad_record: Literal["error", "skip"] = _f("error", "a malformed record stops the run (error) or is left "
                                                  "out, counted by kind in data_report.json and listed in "
                                                  "skipped_records.jsonl (skip)")
+    on_eval_overlap: Literal["warn", "drop", "error"] = _f(
+        "warn", "training examples whose passage is also in --validation_file or --test_file: trained on and "
+        "counted in the log and data_report.json (warn), left out of training (drop), or the run stops (error)",
+        identity=True)
     max_seq_length: int = _f(384, "tokens per window (question + context + special tokens)", identity=True)
     doc_stride: int = _f(128, "tokens of overlap between the windows of a long context", identity=True)
     max_query_length: int = _f(64, "questions are cut to this many tokens (counted per file in the log and "

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 import jaxqa
-from jaxqa import batching, checkpoint, compilation, feature_cache, hub, sharding, throughput, weights
+from jaxqa import batching, checkpoint, compilation, feature_cache, hub, overlap, sharding, throughput, weights
 from jaxqa.config import RunConfig
 from jaxqa.data import REPORT_IDS, Examples, describe, file_report, load_examples
 from jaxqa.errors import ConfigError
@@ -94,7 +94,7 @@ class DataReport:
 
     def write(self, out_dir: Path, *, always: bool = False) -> None:
         """When there is something to report (or `always`: several training files, counted per file)."""
-        notable = ("answers_in_no_window", "questions_cut")
+        notable = ("answers_in_no_window", "questions_cut", "eval_overlap")
         if always or self.skipped or any(r["problems"] or any(k in r for k in notable) for r in self.files.values()):
             out_dir.mkdir(parents=True, exist_ok=True)
             write_json(out_dir / "data_report.json", self.files)
@@ -104,11 +104,19 @@ class DataReport:
 
 
 def load_split(config: RunConfig, path: str, limit: int | None, tokenizer, report: DataReport, *,
-               require_answers: bool = True, training: bool = False) -> Split:
+               require_answers: bool = True, training: bool = False, held_out: dict[str, Examples] | None = None) -> Split:
     """Load, check and tokenise one file (through the feature cache); what it found goes to `report`
-    and the log, one line per kind."""
+    and the log, one line per kind. Training examples on passages of the `held_out` files (those the run
+    scores) are handled as --on_eval_overlap says."""
     t0, c = time.perf_counter(), config
     examples = load_examples(path, require_answers=require_answers, on_bad_record=c.on_bad_record)
+    examples, shared = overlap.apply(examples, held_out or {}, c.on_eval_overlap)
+    if shared and shared["left_out"]:
+        log.info("%s: left %d training examples out (--on_eval_overlap drop): %s", path, shared["left_out"],
+                 overlap.describe(shared))
+    elif shared:
+        log.warning("%s: %s: scores there measure memory, not generalisation; --on_eval_overlap drop leaves "
+                    "them out of training", path, overlap.describe(shared))
     if limit is not None:
         examples = examples.select(range(min(limit, len(examples))))
     cache_dir = c.feature_cache
@@ -118,6 +126,8 @@ def load_split(config: RunConfig, path: str, limit: int | None, tokenizer, repor
         tokenize_fn=lambda ex, tok, **window: feature_cache.cached_tokenize(
             ex, tok, cache_dir, overwrite=c.overwrite_cache, **window)[0])
     found = report.add(path, examples)
+    if shared:
+        found["eval_overlap"] = shared
     if examples.skipped:
         log.warning("%s: skipped %d bad record(s): %s (listed in %s), e.g. %s", path, len(examples.skipped),
                     describe(found["problems"]), Path(c.output_dir) / "skipped_records.jsonl",
@@ -226,17 +236,22 @@ def _model_source(config: RunConfig) -> tuple[Path, bool]:
 def _load_splits(config: RunConfig, tokenizer) -> dict[str, Split]:
     """Every file the run uses, loaded and tokenised before anything compiles: bad data fails in seconds."""
     c, report, splits = config, DataReport(), {}
+    scored = DataReport()  # loaded first (training examples on their passages are found while loading), reported last
+    if c.do_eval:
+        splits["eval"] = load_split(c, c.validation_file, c.max_eval_samples, tokenizer, scored)
+    if c.do_predict:
+        splits["predict"] = load_split(c, c.test_file, c.max_predict_samples, tokenizer, scored, require_answers=False)
     if c.do_train:  # several files (v1.1 and v2.0 mixed, say): each loaded and checked alone, then joined
-        splits["train"] = Split.concatenate([load_split(c, path, c.max_train_samples, tokenizer, report, training=True)
-                                             for path in c.train_files])
+        held_out = {path: splits[name].examples for name, path in (("eval", c.validation_file), ("predict", c.test_file))
+                    if name in splits}
+        splits["train"] = Split.concatenate([load_split(c, path, c.max_train_samples, tokenizer, report, training=True,
+                                                        held_out=held_out) for path in c.train_files])
         if len(c.train_files) > 1:
             train = splits["train"]
             log.info("training on %d files: %d examples (%d unanswerable) -> %d features", len(c.train_files),
                      len(train.examples), int(train.examples.is_impossible.sum()), len(train.features))
-    if c.do_eval:
-        splits["eval"] = load_split(c, c.validation_file, c.max_eval_samples, tokenizer, report)
-    if c.do_predict:
-        splits["predict"] = load_split(c, c.test_file, c.max_predict_samples, tokenizer, report, require_answers=False)
+    report.files.update(scored.files)
+    report.skipped += scored.skipped
     report.write(Path(c.output_dir), always=c.do_train and len(c.train_files) > 1)
     return splits
 
