@@ -8,6 +8,7 @@ forward's logits are scattered back in window order (`scatter_logits`) and decod
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import queue
 import threading
@@ -19,23 +20,35 @@ from jaxqa.features import Features
 
 
 def prefetch(items, size: int = 2):
-    """Run the producer `items` (host gathering + device_put) in a thread, `size` batches ahead."""
+    """Run the producer `items` (host gathering + device_put) in a thread, `size` batches ahead. When the
+    consumer stops early (an error, SIGTERM during an evaluation), the producer is stopped and joined: a
+    thread left inside a device transfer while the interpreter exits aborts the process."""
     buffer: queue.Queue = queue.Queue(maxsize=size)
-    done = object()
+    done, stop = object(), threading.Event()
 
     def produce():
         try:
             for item in items:
+                if stop.is_set():
+                    return
                 buffer.put(item)
         except BaseException as err:  # re-raised in the consumer
             buffer.put(err)
         buffer.put(done)
 
-    threading.Thread(target=produce, daemon=True).start()
-    while (item := buffer.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    producer = threading.Thread(target=produce, daemon=True, name="jaxqa-prefetch")
+    producer.start()
+    try:
+        while (item := buffer.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while producer.is_alive():  # a producer blocked on the full buffer gets room, then sees `stop`
+            with contextlib.suppress(queue.Empty):
+                buffer.get(timeout=0.05)
+        producer.join()
 
 
 def device_batches(arrays: dict[str, np.ndarray], plan: list[batching.Batch], mesh):
