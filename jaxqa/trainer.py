@@ -97,7 +97,7 @@ class Trainer:
             self.compile_train_steps()
         peak, source = throughput.device_peak(run_setup.local_device(self.mesh), c.dtype)
         if peak:
-            log.info("utilisation (mfu) against %.1f TFLOP/s per device (%s)", peak / 1e12, source)
+            log.info("utilisation (mfu) against %.3g TFLOP/s per device (%s)", peak / 1e12, source)
         window = throughput.Window(p.model_config, peak, self.mesh.size)
         self.reporter = Reporter(self.out_dir, start_step=step, total_steps=p.total_steps, logging_steps=c.logging_steps,
                                  steps_per_epoch=p.steps_per_epoch, window=window)

@@ -74,14 +74,15 @@ def test_bad_flag_value_names_the_flag(tmp_path):
 @pytest.mark.slow
 def test_default_run_learns(tmp_path):
     """The default job (`python run_qa.py` takes no data or model flags: packaged MiniLM, bundled sample, its
-    recipe), cut to 240 questions in windows of 128 (stride 64) and batches of 8, one epoch (54 steps), to keep
-    CI short; the full job's F1 at three seeds is benchmarks/default_run_seeds.py's. Measured: loss 4.77 over
-    steps 1-5, 2.88 at the end (a uniform guess over a window's tokens: ~4.8); EM 0.50 -> 5.47 (1 -> 11 of 201
-    questions), F1 7.48 -> 10.66; 151 s alone (windows of 256, 33 steps: 172 s, EM 0.50 -> 3.48: four bucket
-    programs to compile instead of two)."""
-    proc = subprocess.run([sys.executable, RUN_QA, "--max_train_samples", "240", "--max_seq_length", "128",
-                           "--doc_stride", "64", "--per_device_train_batch_size", "8", "--num_train_epochs", "1",
-                           "--logging_steps", "5"], capture_output=True, text=True, timeout=1500, cwd=tmp_path)
+    recipe), cut to 240 questions in windows of 128 (stride 64) and batches of 8, one epoch (54 steps), scored
+    on the first 100 held-out questions, to keep CI short; the full job's F1 at three seeds is
+    benchmarks/default_run_seeds.py's. Measured: loss 4.77 over steps 1-5, 2.88 at the end (a uniform guess
+    over a window's tokens: ~4.8); EM 1.00 -> 8.00 (1 -> 8 of 100 questions), F1 8.03 -> 13.44 (on all 201:
+    EM 0.50 -> 5.47, F1 7.48 -> 10.66, and the two evaluations took 68 of the run's 228 s)."""
+    proc = subprocess.run([sys.executable, RUN_QA, "--max_train_samples", "240", "--max_eval_samples", "100",
+                           "--max_seq_length", "128", "--doc_stride", "64", "--per_device_train_batch_size", "8",
+                           "--num_train_epochs", "1", "--logging_steps", "5"],
+                          capture_output=True, text=True, timeout=1500, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "No data or model flags: the default job" in proc.stdout and "--max_train_samples 240" in proc.stdout
     scores = {when: tuple(map(float, re.search(rf"{when} fine-tuning: exact_match ([\d.]+) f1 ([\d.]+)",
@@ -90,7 +91,7 @@ def test_default_run_learns(tmp_path):
     losses = [r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
     assert losses[-1] < 3.5 and losses[-1] < losses[0] - 1.2, losses
     (em_before, f1_before), (em_after, f1_after) = scores["before"], scores["after"]
-    assert em_after >= em_before + 3 and f1_after > f1_before + 1, proc.stdout  # >= 6 more questions exactly right
+    assert em_after >= em_before + 3 and f1_after > f1_before + 1, proc.stdout  # >= 3 more questions exactly right
     assert (out / "predictions.json").is_file()
 
 
