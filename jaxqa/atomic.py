@@ -3,7 +3,8 @@
 A file is written under a hidden temporary name in its own directory (so the rename stays on one
 filesystem), flushed to disk, and renamed over its final name (`os.replace` is atomic). A directory
 (an exported model) is filled under a hidden temporary name and renamed into place whole. Leftovers of
-a killed writer are hidden dot-files, removed by the next write of the same name.
+a killed writer are hidden dot-files, removed by the next write of the same name, or by
+`remove_own_temporaries` in a process about to exit at once.
 """
 
 from __future__ import annotations
@@ -17,8 +18,18 @@ import uuid
 from pathlib import Path
 
 
+_writing: set[Path] = set()  # this process's temporaries not yet renamed into place
+
+
 def _temporary(path: Path, kind: str) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.{kind}")
+
+
+def remove_own_temporaries() -> None:
+    """Remove the temporaries this process is writing: for a process that exits at once, with no `finally`
+    run (SIGTERM outside the train loop), so that it leaves nothing half-written behind."""
+    for tmp in list(_writing):
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
 
 
 def _clear_leftovers(path: Path) -> None:
@@ -35,18 +46,22 @@ def _sync(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def replacing(path: str | Path):
-    """Yield a temporary path to write; when the block ends without error it becomes `path`."""
+def replacing(path: str | Path, shared: bool = False):
+    """Yield a temporary path to write; when the block ends without error it becomes `path`. `shared`: other
+    processes may be writing the same `path` (a cache entry), so no temporary of it is taken for a leftover."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _clear_leftovers(path)
+    if not shared:
+        _clear_leftovers(path)
     tmp = _temporary(path, "tmp")
+    _writing.add(tmp)
     try:
         yield tmp
         _sync(tmp)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+        _writing.discard(tmp)
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
@@ -72,6 +87,7 @@ def replacing_dir(path: str | Path):
     path.parent.mkdir(parents=True, exist_ok=True)
     _clear_leftovers(path)
     tmp = _temporary(path, "tmp")
+    _writing.add(tmp)
     tmp.mkdir()
     try:
         yield tmp
@@ -91,3 +107,4 @@ def replacing_dir(path: str | Path):
             os.replace(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        _writing.discard(tmp)

@@ -11,13 +11,14 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 import typing
 from pathlib import Path
 
-from jaxqa import metrics
+from jaxqa import atomic, metrics
 from jaxqa.config import RunConfig, default_run
 from jaxqa.errors import ConfigError, Interrupted, JaxqaError
 
@@ -269,13 +270,17 @@ def answer_main(argv: list[str]) -> int:
     return 0
 
 
-class _Terminated(BaseException):
-    """SIGTERM outside the train loop (which saves and stops on its own): raised like KeyboardInterrupt,
-    so no `except Exception` takes it for an error, and every `finally` clears its temporary files."""
-
-
 def _terminate(signum, _frame):
-    raise _Terminated(signal.Signals(signum).name)
+    """SIGTERM outside the train loop (which saves and stops on its own): say so, remove this process's
+    half-written temporaries and exit at once. Raising from the handler instead, at whatever bytecode the
+    main thread was on, lost the signal when that was a garbage-collection callback (the run went on to
+    its end) and unwound JAX's internals under threads still using them (exit -6 or -11)."""
+    print(f"jaxqa: stopped by {signal.Signals(signum).name} outside the train loop (loading, compiling, evaluating "
+          "or exporting); every file written so far is whole, none half-written. Run the same command again (with "
+          "--resume_from_checkpoint auto if OUTPUT_DIR/checkpoints holds one)", file=sys.stderr, flush=True)
+    atomic.remove_own_temporaries()
+    sys.stdout.flush()
+    os._exit(128 + signum)
 
 
 def keep_pytorch_out() -> None:
@@ -332,9 +337,4 @@ def _main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("jaxqa: interrupted", file=sys.stderr)
         return 130
-    except _Terminated as stop:
-        print(f"jaxqa: stopped by {stop} outside the train loop (loading, compiling, evaluating or exporting); "
-              "every file written so far is whole, none half-written. Run the same command again (with "
-              "--resume_from_checkpoint auto if OUTPUT_DIR/checkpoints holds one)", file=sys.stderr)
-        return 128 + signal.SIGTERM
     return 0

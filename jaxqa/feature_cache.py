@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
+from jaxqa import atomic
 from jaxqa import features as features_module
 from jaxqa.data import Examples
 from jaxqa.features import Features, tokenize
@@ -53,8 +53,6 @@ def cached_tokenize(examples: Examples, tokenizer, cache_dir: str | Path | None,
         except Exception as err:  # noqa: BLE001 - a damaged entry is rebuilt, never trusted
             log.warning("feature cache %s is unreadable (%s); tokenising again", path, err)
     features = tokenize(examples, tokenizer, **settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **{name: getattr(features, name) for name in Features.__dataclass_fields__})
-    os.replace(tmp, path)
+    with atomic.replacing(path, shared=True) as tmp, open(tmp, "wb") as file:
+        np.savez(file, **{name: getattr(features, name) for name in Features.__dataclass_fields__})
     return features, False

@@ -21,8 +21,8 @@ from jaxqa.features import Features
 
 def prefetch(items, size: int = 2):
     """Run the producer `items` (host gathering + device_put) in a thread, `size` batches ahead. When the
-    consumer stops early (an error, SIGTERM during an evaluation), the producer is stopped and joined: a
-    thread left inside a device transfer while the interpreter exits aborts the process."""
+    consumer stops early (an error, a KeyboardInterrupt), the producer is stopped and joined: a thread
+    left inside a device transfer while the interpreter exits can abort the process."""
     buffer: queue.Queue = queue.Queue(maxsize=size)
     done, stop = object(), threading.Event()
 

@@ -230,9 +230,8 @@ def test_every_checkpoint_damaged_refuses_to_start_over_silently(tmp_path, strai
 
 
 def test_a_consumer_stopping_early_stops_and_joins_the_batch_producer():
-    """SIGTERM during an evaluation raises in the consumer of the prefetched batches: the producer thread must
-    stop and be joined. One left inside a device transfer while the interpreter exited aborted a run (exit -6,
-    "FATAL: exception not rethrown", once in a suite run of the test below)."""
+    """A consumer of the prefetched batches that stops early (an error, a KeyboardInterrupt): the producer
+    thread must stop and be joined, not be left inside a device transfer while the interpreter exits."""
     import threading
 
     from jaxqa.inference import prefetch
@@ -267,3 +266,30 @@ def test_sigterm_before_training_exits_cleanly_with_nothing_half_written(tmp_pat
     assert not (out / "before_training_results.json").exists()
     assert sorted(assert_outputs_whole(out)) == ["run_config.json"]
     assert not [p for p in out.rglob("*") if p.name.endswith((".tmp", ".old"))]
+
+
+STOPPED_MID_WRITE = """
+import gc, os, signal, sys
+from jaxqa import atomic, cli
+signal.signal(signal.SIGTERM, cli._terminate)  # as cli.main installs it
+out = sys.argv[1]
+atomic.write_text(out + "/whole.json", "{}")
+with atomic.replacing(out + "/half.json") as tmp:
+    open(tmp, "w").write('{"f1": 1')
+    # the signal lands while the interpreter runs a garbage-collection callback (JAX registers one)
+    gc.callbacks.append(lambda phase, info: os.kill(os.getpid(), signal.SIGTERM) if phase == "start" else None)
+    gc.collect()
+    print("went on after the SIGTERM")
+"""
+
+
+def test_sigterm_outside_the_train_loop_is_never_lost_and_leaves_no_temporary(tmp_path):
+    """Stopped mid-write by a SIGTERM that arrives during a garbage-collection callback: the process exits
+    at once with 128 + SIGTERM and the one-line message; the file written before is whole, the one being
+    written is absent, its temporary removed. (Raised as an exception from the handler, the signal was
+    swallowed by the callback and the run went on to its end: seen in 2 of 20 runs of the test above.)"""
+    proc = subprocess.run([sys.executable, "-c", STOPPED_MID_WRITE, str(tmp_path)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert (proc.returncode, proc.stdout) == (128 + signal.SIGTERM, ""), proc.stderr[-2000:]
+    assert proc.stderr.splitlines()[-1].startswith("jaxqa: stopped by SIGTERM outside the train loop (")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["whole.json"]
