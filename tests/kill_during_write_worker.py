@@ -28,8 +28,8 @@ def _written(path: Path, tmp: Path) -> None:
 
 
 @contextlib.contextmanager
-def replacing(path):
-    with _file(path) as tmp:
+def replacing(path, **options):
+    with _file(path, **options) as tmp:
         yield tmp
         _written(Path(path), tmp)
 
