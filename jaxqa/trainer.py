@@ -257,12 +257,15 @@ class Trainer:
                                        self.parts.tokenizer)
 
     def answerer(self) -> QuestionAnswerer:
-        """Answer ad-hoc questions with the model as it is now (same window and decoding settings)."""
+        """Answer ad-hoc questions with the model as it is now (same window and decoding settings); it
+        abstains as `predict` does on data with unanswerable questions (this run's no-answer threshold)."""
         c = self.config
+        with_null = c.version_2_with_negative or self.null_threshold.abstains
         return QuestionAnswerer(self.state.graphdef, evaluated_params(self.state), self.parts.tokenizer,
                                 max_seq_length=c.max_seq_length, doc_stride=c.doc_stride,
                                 max_query_length=c.max_query_length, max_answer_length=c.max_answer_length,
-                                batch_size=self.parts.eval_batch)
+                                batch_size=self.parts.eval_batch, n_best_size=c.n_best_size,
+                                null_score_diff_threshold=self.null_threshold.value if with_null else None)
 
     # --- what the parts hold, by the names users know ----------------------------------------------
     @property

@@ -96,3 +96,33 @@ def test_answer_probability_is_the_softmax_over_the_nbest_spans_and_no_answer(ti
     assert result["answer"] == context[features.offsets[0, i, 0]:features.offsets[0, j, 1]]
     assert abs(result["score"] - best[0][0]) < 1e-4
     assert abs(result["probability"] - softmax[0]) < 1e-5, (result, softmax[:3])
+
+
+def test_the_trainers_answerer_abstains_by_the_runs_no_answer_threshold(tmp_path, tiny_bert_dir, data_dir):
+    """`Trainer.answerer()` keeps the run's threshold rule, like --do_predict and `jaxqa answer`: the threshold
+    saved with an evaluated model, or the flag, and no abstaining on SQuAD v1.1 with a model that has none."""
+    import shutil
+
+    from jaxqa.config import RunConfig
+    from jaxqa.evaluation import THRESHOLD_FILE
+    from jaxqa.trainer import Trainer
+
+    saved = tmp_path / "evaluated"
+    shutil.copytree(tiny_bert_dir, saved)
+    (saved / THRESHOLD_FILE).write_text(json.dumps({"null_score_diff_threshold": -100.0, "best_f1": 50.0,
+                                                    "validation_file": "dev.json", "step": 3}))
+
+    def answerer(model, dev, **flags):
+        config = RunConfig(model_name_or_path=str(model), validation_file=str(data_dir / dev), do_eval=True,
+                           max_eval_samples=4, max_seq_length=128, doc_stride=32, output_dir=str(tmp_path / "out"),
+                           compilation_cache_dir="none", feature_cache_dir="none", **flags)
+        return Trainer(config).answerer()
+
+    context = "The Normans gave their name to Normandy, a region in France, in the 10th and 11th centuries."
+    abstaining = answerer(saved, "squad_v1.1/dev.json")  # a saved threshold: it abstains on any data
+    assert abstaining.null_score_diff_threshold == -100.0 and abstaining("Where is Normandy?", context)["answer"] == ""
+    assert answerer(saved, "squad_v1.1/dev.json", null_score_diff_threshold=1.5).null_score_diff_threshold == 1.5
+    answering = answerer(tiny_bert_dir, "squad_v1.1/dev.json")
+    assert answering.null_score_diff_threshold is None and answering("Where is Normandy?", context)["answer"]
+    assert answerer(tiny_bert_dir, "squad_v2.0/dev.json", version_2_with_negative=True,
+                    null_score_diff_threshold=-100.0)("Where is Normandy?", context)["answer"] == ""
