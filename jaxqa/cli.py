@@ -22,13 +22,13 @@ from jaxqa import atomic, metrics
 from jaxqa.config import RunConfig, default_run
 from jaxqa.errors import ConfigError, Interrupted, JaxqaError
 
-_TRUE, _FALSE = {"true", "1", "yes", "y"}, {"false", "0", "no", "n"}
+_TRUE, _FALSE = {"true", "t", "1", "yes", "y"}, {"false", "f", "0", "no", "n"}  # what Hugging Face's parser takes
 
 
 def _bool(text: str) -> bool:
     if text.lower() in _TRUE | _FALSE:
         return text.lower() in _TRUE
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    raise argparse.ArgumentTypeError(f"expected one of true/false, t/f, yes/no, y/n, 1/0, got {text!r}")
 
 
 # Flags that say what to train or evaluate on: without any of them (and without a config file) a run is the

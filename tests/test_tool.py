@@ -93,7 +93,7 @@ def test_hugging_face_flax_run_qa_flags_mean_the_same_here():
         "every value differs from jaxqa's default, so a flag that changes nothing fails above"
 
     for text, value in [("True", True), ("false", False), ("YES", True), ("no", False), ("1", True), ("0", False),
-                        ("Y", True), ("n", False)]:
+                        ("Y", True), ("n", False), ("t", True), ("F", False)]:  # Hugging Face's string_to_bool
         assert parse_config(["--do_train", text])[0].do_train is value, text
     assert parse_config(["--do_train"])[0].do_train is True
     assert parse_config(["--do_eval", "--validation_file", "dev.json"])[0].do_train is False
