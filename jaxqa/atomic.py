@@ -17,7 +17,6 @@ import shutil
 import uuid
 from pathlib import Path
 
-
 _writing: set[Path] = set()  # this process's temporaries not yet renamed into place
 
 
