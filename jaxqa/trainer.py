@@ -224,12 +224,17 @@ class Trainer:
 
     def predict(self, examples: Examples, features: Features, nbest: bool = True) -> Answers:
         """Answers for every example, decoded from all its windows (with n-best lists if `nbest`)."""
-        c = self.config
-        # A model with a saved threshold was evaluated on unanswerable questions: it abstains on any data.
-        with_null = c.version_2_with_negative or bool(examples.is_impossible.any()) or self.null_threshold.abstains
         return self.parts.predictor.answers(self.state, examples.contexts, features,
-                                            null_score_diff_threshold=self.null_threshold.value if with_null else None,
-                                            n_best_size=c.n_best_size if nbest else 0)
+                                            null_score_diff_threshold=self._abstaining_threshold(
+                                                bool(examples.is_impossible.any())),
+                                            n_best_size=self.config.n_best_size if nbest else 0)
+
+    def _abstaining_threshold(self, unanswerable_data: bool) -> float | None:
+        """The no-answer threshold where this run abstains (a v2.0 run, data with unanswerable questions, or
+        a model with a saved threshold: evaluated on unanswerable questions, it abstains on any data); None
+        (never abstain) otherwise."""
+        abstains = self.config.version_2_with_negative or unanswerable_data or self.null_threshold.abstains
+        return self.null_threshold.value if abstains else None
 
     # --- the run's other outputs -----------------------------------------------------------------
     def finish(self) -> Path | None:
@@ -260,12 +265,11 @@ class Trainer:
         """Answer ad-hoc questions with the model as it is now (same window and decoding settings); it
         abstains as `predict` does on data with unanswerable questions (this run's no-answer threshold)."""
         c = self.config
-        with_null = c.version_2_with_negative or self.null_threshold.abstains
         return QuestionAnswerer(self.state.graphdef, evaluated_params(self.state), self.parts.tokenizer,
                                 max_seq_length=c.max_seq_length, doc_stride=c.doc_stride,
                                 max_query_length=c.max_query_length, max_answer_length=c.max_answer_length,
                                 batch_size=self.parts.eval_batch, n_best_size=c.n_best_size,
-                                null_score_diff_threshold=self.null_threshold.value if with_null else None)
+                                null_score_diff_threshold=self._abstaining_threshold(False))
 
     # --- what the parts hold, by the names users know ----------------------------------------------
     @property
