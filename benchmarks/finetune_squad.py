@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from jaxqa import decode, metrics  # noqa: E402
 from jaxqa.config import RunConfig  # noqa: E402
+from jaxqa.errors import JaxqaError  # noqa: E402
 from jaxqa.trainer import Trainer  # noqa: E402
 
 
@@ -93,7 +94,7 @@ def run_peer(trainer_features, examples, eval_examples, eval_features, steps: in
     return out
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=5e-5)
@@ -103,7 +104,11 @@ def main() -> None:
     parser.add_argument("--out", default="outputs/bench_finetune")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    report = {"jaxqa": run_jaxqa(args)}
+    try:
+        report = {"jaxqa": run_jaxqa(args)}
+    except JaxqaError as err:  # a bad --out or data: the message names the fix, as run_qa.py prints it
+        print(f"finetune_squad.py: error: {err}", file=sys.stderr)
+        return 2
     j = report["jaxqa"]
     print(f"jaxqa: {j['steps']} steps in {j['train_seconds']:.0f}s of training; dev EM {j['exact_match']:.2f} "
           f"F1 {j['f1']:.2f}", flush=True)
@@ -127,7 +132,8 @@ def main() -> None:
         print(f"training time ratio (peer / jaxqa): {report['train_time_ratio_peer_over_jaxqa']:.2f}x")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

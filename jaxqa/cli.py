@@ -8,6 +8,7 @@ argument is a config file: its settings are the defaults, and flags after it ove
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -271,10 +272,11 @@ def answer_main(argv: list[str]) -> int:
 
 
 def _terminate(signum, _frame):
-    """SIGTERM outside the train loop (which saves and stops on its own): say so, remove this process's
-    half-written temporaries and exit at once. Raising from the handler instead, at whatever bytecode the
-    main thread was on, lost the signal when that was a garbage-collection callback (the run went on to
-    its end) and unwound JAX's internals under threads still using them (exit -6 or -11)."""
+    """SIGTERM or SIGINT outside the train loop (which saves and stops on its own; a second signal there
+    lands here): say so, remove this process's half-written temporaries and exit at once (128 + signal).
+    Raising from the handler instead (Python's KeyboardInterrupt), at whatever bytecode the main thread
+    was on, lost the signal when that was a garbage-collection callback (the run went on to its end) and
+    unwound JAX's internals under threads still using them (exit -6 or -11)."""
     print(f"jaxqa: stopped by {signal.Signals(signum).name} outside the train loop (loading, compiling, evaluating "
           "or exporting); every file written so far is whole, none half-written. Run the same command again (with "
           "--resume_from_checkpoint auto if OUTPUT_DIR/checkpoints holds one)", file=sys.stderr, flush=True)
@@ -305,13 +307,21 @@ def main(argv: list[str] | None = None) -> int:
         from jaxqa.compare import main as compare_main
 
         return compare_main(argv[1:])
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
-    try:
+    with stop_signals_end_the_process():
         return _main(argv)
+
+
+@contextlib.contextmanager
+def stop_signals_end_the_process():
+    """SIGTERM and Ctrl-C (SIGINT) alike: `_terminate` outside the train loop (inside it, `StopRequest`
+    takes them over); the handlers before are put back after. Only the main thread can set them."""
+    stop_signals = (signal.SIGTERM, signal.SIGINT) if threading.current_thread() is threading.main_thread() else ()
+    previous = {sig: signal.signal(sig, _terminate) for sig in stop_signals}
+    try:
+        yield
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _main(argv: list[str]) -> int:

@@ -13,6 +13,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 from conftest import (
     ROOT,
     SAVE_STEPS,
@@ -271,25 +272,26 @@ def test_sigterm_before_training_exits_cleanly_with_nothing_half_written(tmp_pat
 STOPPED_MID_WRITE = """
 import gc, os, signal, sys
 from jaxqa import atomic, cli
-signal.signal(signal.SIGTERM, cli._terminate)  # as cli.main installs it
-out = sys.argv[1]
-atomic.write_text(out + "/whole.json", "{}")
-with atomic.replacing(out + "/half.json") as tmp:
+out, signum = sys.argv[1], int(sys.argv[2])
+with cli.stop_signals_end_the_process(), atomic.replacing(out + "/half.json") as tmp:  # as cli.main runs
+    atomic.write_text(out + "/whole.json", "{}")
     open(tmp, "w").write('{"f1": 1')
     # the signal lands while the interpreter runs a garbage-collection callback (JAX registers one)
-    gc.callbacks.append(lambda phase, info: os.kill(os.getpid(), signal.SIGTERM) if phase == "start" else None)
+    gc.callbacks.append(lambda phase, info: os.kill(os.getpid(), signum) if phase == "start" else None)
     gc.collect()
-    print("went on after the SIGTERM")
+    print("went on after the signal")
 """
 
 
-def test_sigterm_outside_the_train_loop_is_never_lost_and_leaves_no_temporary(tmp_path):
-    """Stopped mid-write by a SIGTERM that arrives during a garbage-collection callback: the process exits
-    at once with 128 + SIGTERM and the one-line message; the file written before is whole, the one being
-    written is absent, its temporary removed. (Raised as an exception from the handler, the signal was
-    swallowed by the callback and the run went on to its end: seen in 2 of 20 runs of the test above.)"""
-    proc = subprocess.run([sys.executable, "-c", STOPPED_MID_WRITE, str(tmp_path)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=60)
-    assert (proc.returncode, proc.stdout) == (128 + signal.SIGTERM, ""), proc.stderr[-2000:]
-    assert proc.stderr.splitlines()[-1].startswith("jaxqa: stopped by SIGTERM outside the train loop (")
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_outside_the_train_loop_is_never_lost_and_leaves_no_temporary(tmp_path, signum):
+    """Stopped mid-write by a SIGTERM or a Ctrl-C that arrives during a garbage-collection callback: the
+    process exits at once with 128 + the signal and the one-line message; the file written before is whole,
+    the one being written is absent, its temporary removed. (Raised as an exception from the handler, as
+    Python's KeyboardInterrupt is, the signal was swallowed by the callback and the run went on to its end:
+    seen in 2 of 20 runs of the test above.)"""
+    proc = subprocess.run([sys.executable, "-c", STOPPED_MID_WRITE, str(tmp_path), str(int(signum))],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert (proc.returncode, proc.stdout) == (128 + signum, ""), proc.stderr[-2000:]
+    assert proc.stderr.splitlines()[-1].startswith(f"jaxqa: stopped by {signum.name} outside the train loop (")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["whole.json"]
