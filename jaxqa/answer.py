@@ -30,13 +30,17 @@ class QuestionAnswerer:
 
     def __init__(self, graphdef, params, tokenizer, *, max_seq_length: int = 384, doc_stride: int = 128,
                  max_query_length: int = 64, max_answer_length: int = 30, batch_size: int = 32,
-                 null_score_diff_threshold: float | None = None, n_best_size: int = 20):
+                 null_score_diff_threshold: float | None = None, n_best_size: int = 20, mesh=None):
+        """`mesh`: where `params` live (a training run's mesh: `Trainer.answerer`); batches go there too.
+        By default one device, the first."""
         self.tokenizer = tokenizer
         self.settings = dict(max_seq_length=max_seq_length, doc_stride=doc_stride, max_query_length=max_query_length)
         self.null_score_diff_threshold, self.n_best_size = null_score_diff_threshold, n_best_size
         self.params = params
-        forward = jax.jit(lambda p, batch: steps.forward(graphdef, p, batch))
-        mesh = sharding.make_mesh(jax.devices()[:1])
+        mesh = mesh or sharding.make_mesh(jax.devices()[:1])
+        # Logits whole on every process, as the run's evaluation has them: decoding is on the host.
+        forward = sharding.jit(lambda p, batch: steps.forward(graphdef, p, batch), mesh,
+                               out_shardings=sharding.replicated(mesh))
         self.predictor = Predictor(forward, mesh, batch_size, max_seq_length, max_answer_length=max_answer_length)
 
     @classmethod

@@ -162,6 +162,7 @@ class CheckpointPolicy:
         self.checkpointer = Checkpointer(out_dir, keep=config.save_total_limit, best_metric=config.metric_for_best_model)
         self.directory = self.checkpointer.directory
         self.selection = ModelSelection.from_config(config)
+        self.evaluation_owed = False  # the restored step's evaluation was given up when the run stopped
 
     # --- opening: resume or start -------------------------------------------------------------
     def open(self, state, total_steps: int):
@@ -176,6 +177,12 @@ class CheckpointPolicy:
                 own.delete_all()
             return state
         source, step = self._resume_source()
+        replaced = source is not own and bool(own.steps())  # resuming another run here would mix the two
+        if replaced and not c.overwrite_output_dir:
+            raise ConfigError(f"--output_dir {self.out_dir} already holds checkpoints of a run (newest: step "
+                              f"{own.steps()[-1]}); resuming {c.resume_from_checkpoint} there would mix the two "
+                              "runs: choose another --output_dir, pass --resume_from_checkpoint auto to continue "
+                              "that run, or --overwrite_output_dir to delete its checkpoints")
         restored, meta = source.restore(state, step)
         if source is not own:
             source.close()
@@ -190,12 +197,16 @@ class CheckpointPolicy:
                         source.directory, damaged)
             own.delete_all()
             return state
+        if restored is not None:
+            self._check_resumable(meta, source.directory, own=source is own)
+        if replaced:  # --overwrite_output_dir: this directory's checkpoints go only once the resume is sound
+            own.delete_all()
         if restored is None:
             log.warning("--resume_from_checkpoint %s: no checkpoint in %s yet; starting from step 0",
                         c.resume_from_checkpoint, source.directory)
             return state
-        self._check_resumable(meta, source.directory)
         self.selection = ModelSelection.from_config(c, meta.get("evaluations"))
+        self.evaluation_owed = bool(meta.get("evaluation_owed"))
         log.info("resumed from %s/%d: step %d of %d (epoch %d, batch %d)", source.directory, meta["step"],
                  meta["step"], total_steps, meta["epoch"], meta["batch_in_epoch"])
         return restored
@@ -213,16 +224,20 @@ class CheckpointPolicy:
         else:
             raise ConfigError(f"--resume_from_checkpoint {value}: not a checkpoint (expected 'auto', "
                               f"OUTPUT_DIR/{CHECKPOINT_SUBDIR}/STEP or an output dir holding {CHECKPOINT_SUBDIR}/)")
-        if run_dir == self.out_dir.absolute():
+        if run_dir.resolve() == self.out_dir.resolve():
             return self.checkpointer, step
         return Checkpointer(run_dir, keep=None, best_metric=None), step
 
-    def _check_resumable(self, meta: dict, where: Path) -> None:
+    def _check_resumable(self, meta: dict, where: Path, *, own: bool) -> None:
+        # A setting the checkpoint does not record came after it was written: that run had its default.
+        defaults = {f.name: f.default for f in dataclasses.fields(self.config)}
         saved, now = meta.get("identity", {}), self.config.identity()
-        changed = [f"--{k} {saved.get(k)!r} -> {now[k]!r}" for k in now if saved.get(k) != now[k]]
+        changed = [f"--{k} {saved.get(k, defaults[k])!r} -> {now[k]!r}" for k in now
+                   if saved.get(k, defaults[k]) != now[k]]
         if changed:
+            fresh = "pass --overwrite_output_dir to start afresh" if own else "choose a checkpoint of these settings"
             raise ConfigError(f"cannot resume from {where}: settings differ from that run ({'; '.join(changed[:4])}); "
-                              "rerun with the same settings, or pass --overwrite_output_dir to start afresh")
+                              f"rerun with the same settings, or {fresh}")
         p = self.position
         if meta.get("num_train_features") != p.num_train_features:
             raise ConfigError(f"cannot resume from {where}: that run had {meta.get('num_train_features')} training "
@@ -258,12 +273,15 @@ class CheckpointPolicy:
         when stopping."""
         return evaluated or stopping or itstime(step, self.config.save_steps, total_steps)
 
-    def save(self, step: int, state, step_metrics, evaluation: dict | None) -> None:
-        """An asynchronous checkpoint of this step, never of a diverged state (the one host sync at saves)."""
-        loss, params_finite = jax.device_get((step_metrics["loss"], step_metrics["params_finite"]))
-        self.check_finite(step, float(loss), bool(params_finite))
+    def save(self, step: int, state, step_metrics, evaluation: dict | None, *, evaluation_owed: bool = False) -> None:
+        """An asynchronous checkpoint of this step, never of a diverged state (the one host sync at saves;
+        `step_metrics` None: a restored state, saved again). `evaluation_owed`: this step's evaluation was
+        given up by a stop signal, so the resumed run does it first."""
+        if step_metrics is not None:
+            loss, params_finite = jax.device_get((step_metrics["loss"], step_metrics["params_finite"]))
+            self.check_finite(step, float(loss), bool(params_finite))
         meta = {**self.position.meta(step), "identity": self.config.identity(), "eval": evaluation,
-                "evaluations": self.selection.meta()}
+                "evaluations": self.selection.meta(), "evaluation_owed": evaluation_owed}
         self.checkpointer.save(state, meta, metrics=evaluation)
 
     def check_finite(self, step: int, loss: float, params_finite: bool) -> None:

@@ -32,6 +32,17 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected one of true/false, t/f, yes/no, y/n, 1/0, got {text!r}")
 
 
+class _OrNone:
+    """int or float, or `none` for a setting that may be None (--save_total_limit none: keep all), so that
+    a config file's value can be unset on the command line."""
+
+    def __init__(self, base: type):
+        self.base, self.__name__ = base, base.__name__  # argparse names the type in its errors
+
+    def __call__(self, text: str):
+        return None if text.lower() == "none" else self.base(text)
+
+
 # Flags that say what to train or evaluate on: without any of them (and without a config file) a run is the
 # default job, the other flags given applying to it.
 DATA_OR_MODEL_FLAGS = ("train_file", "validation_file", "test_file", "dataset_name", "model_name_or_path",
@@ -69,7 +80,7 @@ def build_parser(*, given_only: bool = False) -> argparse.ArgumentParser:
             kwargs.update(choices=list(args))
         else:
             base = next((a for a in args if a is not type(None)), kind)
-            kwargs.update(type=base)
+            kwargs.update(type=_OrNone(base) if type(None) in args and base in (int, float) else base)
         if f.name == "train_file":
             kwargs.update(nargs="+", action=_JoinFiles, metavar="FILE")
         parser.add_argument(f"--{f.name}", **kwargs)
@@ -89,8 +100,8 @@ def flags_table() -> str:
 
 
 def settings_from_file(path: Path) -> dict:
-    """{flag name: value} from a JSON/YAML object, as Hugging Face's run_qa accepts; values are read as the
-    flags read them (a YAML `1e-4` is a string to PyYAML; train_file may be a list of files)."""
+    """{flag name: value} from a JSON/YAML object, as Hugging Face's run_qa accepts; each value goes through
+    its flag's own type and choices, as the command line's text does (`_file_value`)."""
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     text = path.read_text(encoding="utf-8")
@@ -98,7 +109,7 @@ def settings_from_file(path: Path) -> dict:
         import yaml
 
         try:
-            raw = yaml.safe_load(text)
+            raw = yaml.load(text, Loader=_yaml_loader())  # a SafeLoader
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from None
     else:
@@ -112,24 +123,64 @@ def settings_from_file(path: Path) -> dict:
     unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(RunConfig)})
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; see run_qa.py --help")
-    return {name: _file_value(path, actions[name], value) for name, value in raw.items()}
+    optional = {name for name, kind in typing.get_type_hints(RunConfig).items() if type(None) in typing.get_args(kind)}
+    return {name: _file_value(path, actions[name], value, name in optional) for name, value in raw.items()}
 
 
-def _file_value(path: Path, action: argparse.Action, value):
+def _yaml_loader():
+    """PyYAML's SafeLoader, but a base-60 number of YAML 1.1 (`10:15` is 615 there) stays the text it
+    reads as: --profile_steps 10:15 means steps 10 to 15."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    base60 = re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
+    Loader.yaml_implicit_resolvers = {
+        first: ([("tag:yaml.org,2002:str", base60)] if first in "+-0123456789" else []) + list(resolvers)
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    return Loader
+
+
+_EXPECTED = {int: "an integer", float: "a number", str: "a string", _bool: "true or false"}
+
+
+def _file_value(path: Path, action: argparse.Action, value, optional: bool):
+    """A config file's `value` as the flag would read the command line's text for it: a number of a numeric
+    flag and a string go through the flag's type and choices; a list only for --train_file, a boolean only for
+    a true/false flag, null only where the setting may be None. Anything else is refused, naming the flag."""
+    joins = isinstance(action, _JoinFiles)
+    base = getattr(action.type, "base", action.type) or str
+    expected = (f"one of {', '.join(map(str, action.choices))}" if action.choices else
+                "a file name or a list of them" if joins else _EXPECTED[base])
+    given = value
+
+    def refuse(hint: str = ""):
+        return ConfigError(f"{path}: {action.dest}: expected {expected}, got {json.dumps(given, default=str)}{hint}")
+
     if value is None:
-        return None
-    if isinstance(action, _JoinFiles) and isinstance(value, list):
-        return ",".join(map(str, value))
-    try:  # strings as the command line reads them; numbers of a float flag as floats
-        if isinstance(value, str) and action.type is not None:
-            value = action.type(value)
-        elif action.type is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-    except (ValueError, argparse.ArgumentTypeError) as err:
-        raise ConfigError(f"{path}: {action.dest}: {err}") from None
-    if action.choices and value not in action.choices:
-        raise ConfigError(f"{path}: {action.dest}: {value!r} is not one of {', '.join(map(str, action.choices))}")
-    return value
+        if optional:
+            return None
+        raise refuse("; leave the line out for the default")
+    if joins and isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        value = ",".join(value)
+    if isinstance(value, bool):
+        if base is _bool:
+            return value
+        raise refuse("; quote it if it is text" if base is str else "")
+    if isinstance(value, (int, float)) and base in (int, float):
+        value = str(value)  # as the command line gives it: 8.5 is no int there either
+    if not isinstance(value, str):
+        raise refuse("; quote it if it is text" if base is str and isinstance(value, (int, float)) else "")
+    try:
+        converted = action.type(value) if action.type else value
+    except (ValueError, argparse.ArgumentTypeError):
+        raise refuse() from None
+    if action.choices and converted not in action.choices:
+        raise refuse()
+    return converted
 
 
 def config_from_file(path: Path) -> RunConfig:
@@ -169,7 +220,7 @@ def _silent(*_args, **_kwargs) -> None:
 
 def run(config: RunConfig, *, announce=print) -> dict:
     from jaxqa import sharding
-    from jaxqa.run_log import write_json
+    from jaxqa.run_log import clear_previous_run, kept_note, read_json, write_json
     from jaxqa.trainer import Trainer
 
     trainer = Trainer(config)
@@ -177,11 +228,21 @@ def run(config: RunConfig, *, announce=print) -> dict:
         announce = _silent
     if config.dry_run:
         return dry_run(trainer, announce)
-    Path(config.output_dir).mkdir(parents=True, exist_ok=True)
-    write_json(Path(config.output_dir) / "run_config.json", dataclasses.asdict(config))
+    out_dir = Path(config.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    continued = continues_in_place(config, trainer.state_step)
+    if not continued:
+        clear_previous_run(out_dir, {part for part, on in (
+            ("before_training", config.eval_before_training and config.do_eval), ("eval", config.do_eval),
+            ("predict", config.do_predict), ("train", config.do_train)) if on})
+    write_json(out_dir / "run_config.json", dataclasses.asdict(config))
     results = {}
     if config.eval_before_training and config.do_eval:
-        results["before_training"] = trainer.evaluate("before_training")
+        saved = read_json(out_dir / "before_training_results.json") if continued else None
+        if saved:  # this run's, from before it was stopped: the restored model is a later step's
+            logging.getLogger("jaxqa").info("before training: %s (as this run evaluated it at its start: "
+                                            "before_training_results.json)", metrics.summary(saved))
+        results["before_training"] = saved or trainer.evaluate_before_training()
     if config.do_train:
         history = trainer.fit()
         results["train_seconds"] = round(trainer.train_seconds, 1)
@@ -196,13 +257,27 @@ def run(config: RunConfig, *, announce=print) -> dict:
     if "before_training" in results:
         announce(f"before fine-tuning: {metrics.summary(results['before_training'])}")
     if "eval" in results:
+        kept = kept_note(results["eval"])
         announce(f"{'after fine-tuning' if config.do_train else 'evaluation'}: {metrics.summary(results['eval'])}  "
-                 f"({results['eval']['num_examples']} questions, {config.validation_file})")
+                 f"({results['eval']['num_examples']} questions, {config.validation_file}"
+                 + (f"; {kept}" if kept else "") + ")")
     if config.do_train:
-        announce(summary_table(results, trainer.state_step))
+        announce(summary_table(results, trainer.trained_steps))
         announce(f"training time: {results['train_seconds']:.1f}s; outputs in {config.output_dir}/"
                  + (f" (curves: {curves.name}, TensorBoard: tensorboard --logdir {config.output_dir})" if curves else ""))
     return results
+
+
+def continues_in_place(config: RunConfig, step: int) -> bool:
+    """Whether this is a training run resumed (at `step` > 0) from a checkpoint of its own --output_dir: the
+    same run going on, whose files there (metrics.jsonl, before_training_*) are its own."""
+    value = config.resume_from_checkpoint
+    if not (config.do_train and value and step > 0):
+        return False
+    if value == "auto":
+        return True
+    out, path = Path(config.output_dir).resolve(), Path(value).resolve()
+    return out in (path, path.parent.parent)  # OUTPUT_DIR or OUTPUT_DIR/checkpoints/STEP
 
 
 def dry_run(trainer, announce=print) -> dict:
@@ -220,7 +295,10 @@ def dry_run(trainer, announce=print) -> dict:
 
 def summary_table(results: dict, steps: int) -> str:
     """The end-of-run table: training figures, then every eval metric before/after fine-tuning."""
-    rows = [("train steps", str(steps)), ("train time (s)", f"{results['train_seconds']:.1f}")]
+    from jaxqa.run_log import kept_note
+
+    rows = [("train steps", kept_note(results.get("eval", {})) or str(steps)),
+            ("train time (s)", f"{results['train_seconds']:.1f}")]
     if results.get("final_loss") is not None:
         rows.append(("final train loss", f"{results['final_loss']:.4f}"))
     after, before = results.get("eval", {}), results.get("before_training", {})

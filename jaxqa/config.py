@@ -81,10 +81,12 @@ class RunConfig:
     adam_epsilon: float = _f(1e-8, "AdamW epsilon", identity=True)
     max_grad_norm: float = _f(1.0, "clip gradients to this global norm (0: no clipping)", identity=True)
     num_train_epochs: float = _f(3.0, "passes over the training features (fractions allowed)", identity=True)
-    warmup_ratio: float = _f(0.0, "share of steps with linearly rising learning rate", identity=True)
+    warmup_ratio: float = _f(0.0, "share of steps with linearly rising learning rate (rounded up, as Hugging Face "
+                             "does)", identity=True)
     warmup_steps: int = _f(0, "warmup steps (overrides --warmup_ratio when > 0)", identity=True)
     layerwise_lr_decay: float = _f(1.0, "layer l (0 at the bottom) of L gets the learning rate x D^(L - l), the "
-                                   "embeddings x D^(L + 1), the QA head x 1 (1.0: one rate for all)", identity=True)
+                                   "embeddings x D^(L + 1), the QA head x 1 (ELECTRA's rule has one more factor "
+                                   "D below the head; 1.0: one rate for all)", identity=True)
     ema_decay: float = _f(0.0, "keep an exponential moving average of the parameters (float32, decay min(D, (1 + "
                           "step) / (10 + step))) and evaluate and export it instead of the raw weights (0: off)",
                           identity=True)
@@ -96,13 +98,17 @@ class RunConfig:
                          "SIGTERM/SIGINT", in_program=False)
     save_total_limit: int | None = _f(2, "keep the newest N checkpoints (plus the best one by "
                                       "--metric_for_best_model); none: keep all", in_program=False)
-    eval_steps: int | None = _f(None, "with --do_eval, also evaluate every N steps during training (the "
-                                "checkpoint of that step records the metrics)", in_program=False)
-    metric_for_best_model: str = _f("f1", "eval metric whose best checkpoint is kept beyond --save_total_limit")
+    eval_steps: int | None = _f(None, "with --do_eval, also evaluate every N steps and at the end of every epoch "
+                                "during training, as Hugging Face's run_qa.py (the checkpoint of that step records "
+                                "the metrics; none: never)", in_program=False)
+    metric_for_best_model: str = _f("f1", "eval metric whose best checkpoint is kept beyond --save_total_limit: "
+                                    "exact_match or f1; SQuAD v2.0: exact, f1, best_f1, HasAns_f1, ... (an eval_ "
+                                    "prefix, as Hugging Face's, is dropped; checked before training)")
     load_best_model_at_end: bool = _f(False, "with --do_eval --eval_steps N: the final evaluation and the exported "
                                       "model are those of the best checkpoint by --metric_for_best_model")
     early_stopping_patience: int | None = _f(None, "with --do_eval --eval_steps N: stop after this many evaluations "
-                                             "in a row without a better --metric_for_best_model", identity=True)
+                                             "in a row without a better --metric_for_best_model (none: never)",
+                                             identity=True)
     resume_from_checkpoint: str | None = _f(None, "'auto': continue from the newest complete checkpoint in "
                                             "--output_dir; or a checkpoint directory (output_dir/checkpoints/STEP)", in_program=False)
     overwrite_output_dir: bool = _f(False, "start afresh in an --output_dir that holds another run's checkpoints "
@@ -128,7 +134,9 @@ class RunConfig:
     overwrite_cache: bool = _f(False, "tokenise again instead of reading the feature cache", in_program=False)
     preprocessing_num_workers: int | None = _f(None, "", inert="the fast tokenizer's batch call already uses "
                                                "every core")
-    adafactor: bool = _f(False, "Adafactor instead of AdamW (same schedule and clipping)", identity=True)
+    adafactor: bool = _f(False, "Adafactor instead of AdamW, as Hugging Face's Trainer builds it (factored second "
+                         "moments, no scaling by the parameters' size): the same schedule, clipping, learning rate "
+                         "and weight decay", identity=True)
     push_to_hub: bool = _f(False, "upload the final model to the Hugging Face Hub (needs network and a token: "
                            "checked before training starts)")
     hub_model_id: str | None = _f(None, "Hub repository for --push_to_hub (default: the output_dir's name)")
@@ -152,6 +160,10 @@ class RunConfig:
     num_processes: int | None = _f(None, "multi-host: how many processes take part")
     process_id: int | None = _f(None, "multi-host: this process's index, 0 .. num_processes-1")
 
+    def __post_init__(self):
+        """Hugging Face's Trainer names eval metrics eval_f1 and takes either spelling: so does this."""
+        self.metric_for_best_model = self.metric_for_best_model.removeprefix("eval_")
+
     def validate(self) -> RunConfig:
         """Reject inconsistent settings before any work starts."""
         if not (self.do_train or self.do_eval or self.do_predict):
@@ -171,9 +183,11 @@ class RunConfig:
         for name in ("learning_rate", "num_train_epochs"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")
-        for name in ("save_total_limit", "eval_steps"):
+        for name in ("save_total_limit", "eval_steps", "max_train_samples", "max_eval_samples", "max_predict_samples"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
-                raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"--{name} must be positive (or none), got {getattr(self, name)}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"--warmup_steps must be >= 0 (0: --warmup_ratio decides), got {self.warmup_steps}")
         if not 0 < self.layerwise_lr_decay <= 1 or not 0 <= self.ema_decay < 1:
             raise ConfigError(f"--layerwise_lr_decay must be in (0, 1] (got {self.layerwise_lr_decay}) and --ema_decay "
                               f"in [0, 1) (got {self.ema_decay}); 1.0 and 0 switch them off")

@@ -165,6 +165,7 @@ def _json_type(value) -> str:
 def _check_string(path: Path, where: str, rec: dict, field: str) -> None:
     value = rec.get(field)
     if isinstance(value, str) and (field == "id" or value.strip()):
+        _check_text(path, where, field, value)
         return
     if value is None:
         problem, kind = "has no", "missing_field"
@@ -174,6 +175,27 @@ def _check_string(path: Path, where: str, rec: dict, field: str) -> None:
         problem, kind = f"has a {_json_type(value)} ({str(value)[:30]}) as", "wrong_type"
     raise BadRecord(f"{path}: {where} {problem} '{field}'; every record needs a non-empty string '{field}' "
                     "(fix the record or remove it)", kind)
+
+
+def _surrogate_at(value: str) -> int | None:
+    """Where `value` holds a lone UTF-16 surrogate (JSON's "\\ud800" without its pair), if it does: no
+    character, but JSON parsing lets it through; the tokenizer and every UTF-8 output fail on it, late."""
+    if value.isascii():
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return err.start
+    return None
+
+
+def _check_text(path: Path, where: str, field: str, value: str) -> None:
+    """No lone surrogate in `value` (a file's answers match its context: the context's check covers them)."""
+    at = _surrogate_at(value)
+    if at is not None:
+        raise BadRecord(f"{path}: {where} has a lone surrogate ({value[at]!r}) at character {at} of its '{field}': "
+                        "a \\u escape of half a UTF-16 pair, not text; write the character itself (or both escapes "
+                        "of its pair), or pass --on_bad_record skip to leave such records out", "lone_surrogate")
 
 
 def _check_answer(path: Path, where: str, context: str, i: int, text, start) -> None:
@@ -270,7 +292,8 @@ def load_examples(path: str | Path, *, require_answers: bool = True, on_bad_reco
             texts, starts, is_imp = _check_record(path, where, rec, nested, require_answers, seen)
         except BadRecord as err:
             first_error = first_error or err
-            skipped.append({"record": where, "id": rec["id"] if isinstance(rec.get("id"), str) else where,
+            usable_id = isinstance(rec.get("id"), str) and _surrogate_at(rec["id"]) is None  # (skipped_records.jsonl)
+            skipped.append({"record": where, "id": rec["id"] if usable_id else where,
                             "kind": err.kind, "problem": str(err).removeprefix(f"{path}: {where}").lstrip(": ")})
             continue
         seen[rec["id"]] = where

@@ -19,28 +19,35 @@ from jaxqa.data import load_examples
 from jaxqa.errors import DataError, JaxqaError
 
 
-def _read_mapping(path: str, what: str, value_type) -> dict:
+def read_mapping(path: str | Path, what: str, value_type) -> dict:
+    """A {question id: value} JSON file (a predictions file: value_type str; a no-answer file: numbers),
+    checked value by value: the scorers, `report` and `compare` read predictions through this, so a
+    bad file is one error line naming the first bad record, never a crash inside the scoring."""
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path}: {what} file not found") from None
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: invalid JSON ({err})") from None
-    if not isinstance(raw, dict) or not all(isinstance(v, value_type) for v in raw.values()):
-        raise DataError(f"{path}: a {what} file must be one JSON object mapping question id -> "
-                        f"{value_type.__name__ if isinstance(value_type, type) else 'number'}")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: unreadable {what} file ({err})") from None
+    wanted = value_type.__name__ if isinstance(value_type, type) else "number"
+    shape = f"a {what} file must be one JSON object mapping question id -> {wanted}"
+    if not isinstance(raw, dict):
+        raise DataError(f"{path}: {shape}, not a JSON {type(raw).__name__}")
+    bad = next((q for q, v in raw.items() if not isinstance(v, value_type) or isinstance(v, bool)), None)
+    if bad is not None:
+        raise DataError(f"{path}: question {bad!r} has {json.dumps(raw[bad])[:60]}, not a {wanted}; {shape}")
     return raw
 
 
 def evaluate_files(data_file: str, predictions_file: str, na_prob_file: str | None = None,
                    metric: str = "auto", na_prob_thresh: float = 1.0) -> dict:
     examples = load_examples(data_file)
-    predictions = _read_mapping(predictions_file, "predictions", str)
+    predictions = read_mapping(predictions_file, "predictions", str)
     gold = dict(zip(examples.ids, examples.answer_texts))
     chosen = metrics.pick_metric(metric, bool(examples.is_impossible.any()) or na_prob_file is not None,
                                  examples.contexts)
     if chosen == "squad_v2":
-        na_probs = _read_mapping(na_prob_file, "no-answer", (int, float)) if na_prob_file else None
+        na_probs = read_mapping(na_prob_file, "no-answer", (int, float)) if na_prob_file else None
         return {"metric": chosen, **metrics.squad_v2(predictions, gold, na_probs, na_prob_thresh)}
     return metrics.score(chosen, predictions, gold)
 

@@ -3,7 +3,8 @@
 For SQuAD v2.0 the score is taken, as the official script intends, on the best span of every
 question plus its no-answer odds: abstaining above the threshold gives exactly predictions.json's
 scores, and the threshold search sees what answering would have scored. Both inputs are written
-(span_predictions.json, null_odds.json), so the official script reproduces eval_results.json.
+(span_predictions.json, null_odds.json), so the official script reproduces eval_results.json (all but
+jaxqa's best_f1_reached and its threshold, the one saved with a model: `metrics.reachable_best`).
 """
 
 from __future__ import annotations
@@ -62,11 +63,13 @@ def null_threshold(flag: float | None, model_dir: str | Path | None, *, default:
 
 def save_null_threshold(model_dir: Path, result: dict, validation_file: str | None) -> NullThreshold:
     """Write the best-F1 threshold of a SQuAD v2.0 evaluation (`result`) beside the model's config.json
-    (process 0); the threshold as later runs will read it."""
-    write_json(Path(model_dir) / THRESHOLD_FILE, {"null_score_diff_threshold": result["best_f1_thresh"],
-                                                  "best_f1": result["best_f1"], "validation_file": validation_file,
-                                                  "step": result.get("step")})
-    return NullThreshold(float(result["best_f1_thresh"]), f"found by this evaluation on {Path(str(validation_file)).name}"
+    (process 0); the threshold as later runs will read it. It is the one that gives the F1 saved with it
+    (best_f1_reached_thresh), not the official script's best_f1_thresh, which need not (`metrics.reachable_best`)."""
+    write_json(Path(model_dir) / THRESHOLD_FILE, {"null_score_diff_threshold": result["best_f1_reached_thresh"],
+                                                  "best_f1": result["best_f1_reached"],
+                                                  "validation_file": validation_file, "step": result.get("step")})
+    return NullThreshold(float(result["best_f1_reached_thresh"]),
+                         f"found by this evaluation on {Path(str(validation_file)).name}"
                          f" at step {result.get('step')}, saved with the model in {Path(model_dir) / THRESHOLD_FILE}",
                          abstains=True)
 

@@ -40,7 +40,8 @@ def dataset_files(config, out_dir: Path) -> dict[str, str]:
                               f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
                               "check the name and network, or pass local files") from None
         path = out_dir / "hub_data" / f"{split}.jsonl"
-        with atomic.replacing(path) as tmp:
+        # Every process of a multi-host run writes the same file (same data): no writer's temporary is a leftover.
+        with atomic.replacing(path, shared=True) as tmp:
             dataset.to_json(str(tmp), force_ascii=False)
         files[SPLIT_FLAGS[split]] = str(path)
         log.info("--dataset_name %s: %s split, %d records -> %s", config.dataset_name, split, len(dataset), path)

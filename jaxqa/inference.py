@@ -13,10 +13,15 @@ import dataclasses
 import queue
 import threading
 
+import jax
 import numpy as np
 
 from jaxqa import batching, decode, sharding
 from jaxqa.features import Features
+
+
+class GivenUp(Exception):
+    """A prediction given up part-way at its caller's request (a run stopping in the middle of an evaluation)."""
 
 
 def prefetch(items, size: int = 2):
@@ -84,18 +89,30 @@ class Predictor:
     bucket_width: int | None = 64
     max_answer_length: int = 30
 
-    def logits(self, weights, features: Features) -> tuple[np.ndarray, np.ndarray]:
-        """Start/end logits of every window, [windows, max_seq_length], -inf past each batch's length."""
+    def logits(self, weights, features: Features, *, give_up=None) -> tuple[np.ndarray, np.ndarray]:
+        """Start/end logits of every window, [windows, max_seq_length], -inf past each batch's length.
+        `give_up`: asked before each batch, True raises `GivenUp`; dispatch then runs at most two batches
+        ahead of the device, so giving up does not wait for the whole evaluation queued behind it."""
         plan = batching.plan_batches(features.lengths, self.batch_size, max_seq_length=self.max_seq_length,
                                      bucket_width=self.bucket_width)
-        outputs = [self.forward(weights, batch) for batch in device_batches(features.model_inputs(), plan, self.mesh)]
+        outputs = []
+        for batch in device_batches(features.model_inputs(), plan, self.mesh):
+            if give_up is not None:
+                if len(outputs) >= 2:
+                    jax.block_until_ready(outputs[-2])
+                if give_up():
+                    raise GivenUp
+            outputs.append(self.forward(weights, batch))
         return scatter_logits(features, plan, outputs, self.max_seq_length)
 
     def answers(self, weights, contexts: list[str], features: Features, *, null_score_diff_threshold=None,
-                n_best_size: int = 0) -> decode.Answers:
+                n_best_size: int = 0, give_up=None) -> decode.Answers:
         """Answers for every example, decoded from all its windows; with a threshold, SQuAD v2.0 style
-        (abstain when the null score wins by more), with `n_best_size` > 0 the n-best lists too."""
-        start, end = self.logits(weights, features)
+        (abstain when the null score wins by more), with `n_best_size` > 0 the n-best lists too. `give_up`:
+        as in `logits`, asked again before decoding."""
+        start, end = self.logits(weights, features, give_up=give_up)
+        if give_up is not None and give_up():
+            raise GivenUp
         return decode.decode(contexts, start, end, features.offsets, features.example_index,
                              max_answer_length=self.max_answer_length, cls_index=features.cls_index,
                              null_score_diff_threshold=null_score_diff_threshold, n_best_size=n_best_size)

@@ -197,20 +197,32 @@ def best_over_golds(predictions: list[str], golds: list[list[str]], no_answer_ru
     return np.maximum.reduceat(exact, first), np.maximum.reduceat(f1, first)
 
 
-def _best_threshold(raw: np.ndarray, has_answer: np.ndarray, answered: np.ndarray, na_prob: np.ndarray,
-                    order: np.ndarray, num_no_answer: int):
-    """The v2.0 script's search: predict "no answer" for every question whose na_prob exceeds the
-    threshold. Questions are taken in ascending na_prob order (`order`, stable over the na_prob
-    file's order; questions without a prediction are not in it: they score 0 at any threshold);
-    the best prefix, first one on ties, gives the threshold."""
-    # Answering question q instead of abstaining gains raw[q] if it has an answer, else -1 when
-    # the model gave a (necessarily wrong) answer, 0 when it gave "".
-    gain = np.where(has_answer, raw, np.where(answered, -1.0, 0.0))[order]
-    totals = num_no_answer + np.cumsum(gain)
-    best = int(np.argmax(totals)) if len(totals) else 0
-    if len(totals) and totals[best] > num_no_answer:
-        return 100.0 * totals[best] / len(raw), float(na_prob[order][best])
-    return 100.0 * num_no_answer / len(raw), 0.0
+def _answer_totals(gain: np.ndarray, order: np.ndarray, num_no_answer: int) -> np.ndarray:
+    """totals[k] (k = 0..len(order)): the questions right (F1 counting fractionally) when the first k
+    questions of `order` answer and all the others abstain, `gain` being what answering instead of
+    abstaining adds. Questions without a prediction are not in `order`: they score 0 at any threshold."""
+    return num_no_answer + np.r_[0.0, np.cumsum(gain[order])]
+
+
+def _best_threshold(totals: np.ndarray, sorted_na: np.ndarray, total: int):
+    """The v2.0 script's search: questions taken in ascending na_prob order (`sorted_na`, stable over
+    the na_prob file's order), the best prefix (first one on ties) gives the threshold: the na_prob of
+    its last question, or 0.0 when no prefix beats abstaining everywhere."""
+    best = int(np.argmax(totals))
+    return 100.0 * totals[best] / total, float(sorted_na[best - 1]) if best else 0.0
+
+
+def reachable_best(totals: np.ndarray, sorted_odds: np.ndarray) -> tuple[int, float]:
+    """(k, threshold): the best number k of questions answering (`totals` as `_answer_totals`, first
+    best on ties) that a threshold can give, and that threshold, under the rule "abstain when the odds
+    exceed it". The official search may stop inside a run of equal odds, or return 0.0 for "abstain
+    everywhere", which answers every question with odds <= 0; a threshold answers all equal odds or
+    none, so k is 0 or the end of such a run, and k = 0 gives a threshold below the lowest odds."""
+    if len(sorted_odds) == 0:
+        return 0, 0.0
+    cuts = np.r_[True, sorted_odds[:-1] < sorted_odds[1:], True]
+    k = int(np.argmax(np.where(cuts, totals, -np.inf)))
+    return k, float(sorted_odds[k - 1]) if k else float(sorted_odds[0]) - 1.0
 
 
 def squad_v2(predictions: dict[str, str], gold_answers: dict[str, list[str]],
@@ -237,10 +249,18 @@ def squad_v2(predictions: dict[str, str], gold_answers: dict[str, list[str]],
         order = in_file_order[np.argsort(na[in_file_order], kind="stable")]
         answered = np.array([bool(predictions.get(q)) for q in qids])
         num_no_answer = int((~has_answer & present).sum())
-        out["best_exact"], out["best_exact_thresh"] = _best_threshold(exact_raw, has_answer, answered, na, order,
-                                                                      num_no_answer)
-        out["best_f1"], out["best_f1_thresh"] = _best_threshold(f1_raw, has_answer, answered, na, order,
-                                                                num_no_answer)
+        # The script's gain of answering an unanswerable question: -1 if the prediction is not "", though
+        # one that normalises to nothing scores as "no answer" (1) when answered.
+        wrong = np.where(answered, -1.0, 0.0)
+        for name, raw in (("best_exact", exact_raw), ("best_f1", f1_raw)):
+            totals = _answer_totals(np.where(has_answer, raw, wrong), order, num_no_answer)
+            out[name], out[f"{name}_thresh"] = _best_threshold(totals, na[order], n)
+        # jaxqa's own: the threshold saved with a model and used, and exactly the F1 it gives (a question
+        # with a prediction but no no-answer score has odds 0.0 here, as when scoring at a threshold)
+        order = np.flatnonzero(present)[np.argsort(na[present], kind="stable")]
+        totals = _answer_totals(f1_raw - ~has_answer, order, num_no_answer)
+        k, out["best_f1_reached_thresh"] = reachable_best(totals, na[order])
+        out["best_f1_reached"] = 100.0 * totals[k] / n
     return out
 
 

@@ -6,3 +6,9 @@ from __future__ import annotations
 def itstime(step: int, every: int | None, total_steps: int, *, last: bool = True) -> bool:
     """True every `every` steps (never when `every` is None or 0) and, if `last`, at the final step."""
     return bool(every) and step % every == 0 or (last and step == total_steps)
+
+
+def evaluation_due(step: int, eval_steps: int | None, steps_per_epoch: int) -> bool:
+    """--eval_steps N as Hugging Face's Flax run_qa.py means it: every N steps and at the end of every
+    epoch; never without N."""
+    return bool(eval_steps) and (step % eval_steps == 0 or step % steps_per_epoch == 0)

@@ -9,12 +9,11 @@ range: loss from 0, EM/F1 from 0 to 100, so one noisy point is not blown up acro
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from jaxqa import atomic
-from jaxqa.run_log import read_records
+from jaxqa.run_log import kept_note, read_json, read_records
 
 log = logging.getLogger("jaxqa")
 
@@ -23,18 +22,11 @@ FILE_NAME = "training_curves.png"
 F1_KEYS, EM_KEYS = ("f1",), ("exact_match", "exact")
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def curve_data(out_dir: str | Path) -> dict:
     """What the curves show, from a run's files: {"train": [{step, loss, learning_rate}], "evals":
-    [{step, f1, em, label}] (sorted by step, before-training first), "logging_steps"}. The page of
-    `jaxqa.report` draws the same data."""
+    [{step, f1, em, label}] (sorted by step, before-training first; the final evaluation labelled
+    "final"), "logging_steps", "kept": `run_log.kept_note` of the final evaluation, when
+    --load_best_model_at_end kept an earlier step}. The page of `jaxqa.report` draws the same data."""
     out_dir = Path(out_dir)
     records = read_records(out_dir / "metrics.jsonl")
     train = [{"step": r["step"], "loss": r["loss"], "learning_rate": r.get("learning_rate")}
@@ -42,20 +34,33 @@ def curve_data(out_dir: str | Path) -> dict:
     by_step: dict[int, dict] = {}
     for r in records:
         if isinstance(r.get("eval"), dict) and "step" in r:
-            by_step[int(r["step"])] = {**r["eval"], "_label": "eval"}
-    final = _read_json(out_dir / "eval_results.json")
+            by_step[int(r["step"])] = {**r["eval"], "_label": "final" if r.get("kept") else "eval"}
+    final = read_json(out_dir / "eval_results.json")
     if final and "step" in final:
         by_step.setdefault(int(final["step"]), {**final, "_label": "final"})
         by_step[int(final["step"])]["_label"] = "final"
-    before = _read_json(out_dir / "before_training_results.json")
+    before = read_json(out_dir / "before_training_results.json")
     evals = []
     if before:
         evals.append(_eval_point(before, int(before.get("step", 0)), "before training"))
     for step in sorted(by_step):
         evals.append(_eval_point(by_step[step], step, by_step[step]["_label"]))
-    config = _read_json(out_dir / "run_config.json") or {}
+    config = read_json(out_dir / "run_config.json") or {}
     return {"train": train, "evals": [e for e in evals if e["f1"] is not None or e["em"] is not None],
-            "logging_steps": config.get("logging_steps")}
+            "logging_steps": config.get("logging_steps"), "kept": kept_note(final or {})}
+
+
+def curves_title(out_dir: Path, data: dict) -> str:
+    """"jaxqa: NAME  F1 before -> final": the final evaluation's F1 (with --load_best_model_at_end, of an
+    earlier step than the last evaluated), and then which step that is of how many trained."""
+    evals = data["evals"]
+    last = next((e for e in evals if e["label"] == "final"), evals[-1] if evals else None)
+    title = f"jaxqa: {Path(out_dir).resolve().name}"
+    if last and last["f1"] is not None:
+        first = evals[0]
+        title += (f"  F1 {first['f1']:.1f} -> {last['f1']:.1f}" if first is not last and first["f1"] is not None
+                  else f"  F1 {last['f1']:.1f}")
+    return title + (f"; {data['kept']}" if data["kept"] else "")
 
 
 def _eval_point(result: dict, step: int, label: str) -> dict:
@@ -110,8 +115,9 @@ def plot_training_curves(out_dir: str | Path) -> Path | None:
         xs, ys, labels = zip(*points)
         # dotted between evaluations: nothing was measured there
         eval_ax.plot(xs, ys, marker + ":", color=color, ms=5, lw=1.4, label=f"eval {name}")
+        notes = {"before training": " (before training)", "final": " (kept)" if data["kept"] else ""}
         for x, y, label in points:
-            eval_ax.annotate(f"{y:.1f}" + (" (before training)" if label == "before training" and key == "f1" else ""),
+            eval_ax.annotate(f"{y:.1f}" + (notes.get(label, "") if key == "f1" else ""),
                              (x, y), textcoords="offset points", xytext=(5, 7 if key == "f1" else -12), fontsize=8,
                              color=color)
     eval_ax.set_ylim(0, 100)
@@ -127,12 +133,7 @@ def plot_training_curves(out_dir: str | Path) -> Path | None:
         ax.grid(alpha=0.3)
         ax.set_xlim(left=0)
     axes[-1].set_xlabel("step")
-    last = evals[-1] if evals else None
-    title = f"jaxqa: {out_dir.resolve().name}"
-    if last and last["f1"] is not None:
-        first = evals[0]
-        title += (f"  F1 {first['f1']:.1f} -> {last['f1']:.1f}" if len(evals) > 1 else f"  F1 {last['f1']:.1f}")
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(curves_title(out_dir, data), fontsize=10)
     fig.tight_layout()
     path = out_dir / FILE_NAME
     with atomic.replacing(path) as tmp:

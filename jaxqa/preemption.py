@@ -44,6 +44,11 @@ class StopRequest:
                 return multihost_utils.reached_preemption_sync_point(step)
         return self.signal is not None
 
+    def cuts_short(self) -> bool:
+        """Whether work a resumed run redoes (an evaluation in the loop) may be given up now: a signal came to
+        this process, the only one (on several, an evaluation is collective: all finish it, then stop)."""
+        return not self.multihost and self.signal is not None
+
     def __exit__(self, *_exc):
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)

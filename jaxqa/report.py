@@ -37,6 +37,8 @@ from jaxqa import atomic, metrics, plots
 from jaxqa.compare import compare_scores, paired_bootstrap, question_scores
 from jaxqa.data import Examples, load_examples
 from jaxqa.errors import DataError, JaxqaError
+from jaxqa.evaluate import read_mapping
+from jaxqa.run_log import kept_note
 
 log = logging.getLogger("jaxqa")
 
@@ -140,9 +142,7 @@ def load_run(source: str | Path, *, split: str | None = None, data: str | Path |
         examples = load_examples(data_path, on_bad_record=config.get("on_bad_record") or "error")
         if config.get("max_eval_samples"):
             examples = examples.select(range(min(int(config["max_eval_samples"]), len(examples))))
-    predictions = _read_json(pred_path)
-    if not isinstance(predictions, dict):
-        raise DataError(f"{pred_path}: expected a JSON object {{id: answer text}}")
+    predictions = read_mapping(pred_path, "predictions", str)
     metric = metrics.pick_metric(metric or config.get("metric") or "auto", bool(examples.is_impossible.any()),
                                  examples.contexts)
     gold = dict(zip(examples.ids, examples.answer_texts))
@@ -573,7 +573,9 @@ def threshold_curve(run: Run) -> dict | None:
     """SQuAD v2.0: F1 (%) if "no answer" were given for every question whose null odds exceed the
     threshold, at every threshold: {"thresholds", "f1", "best", "best_f1", "chosen", "chosen_f1"}.
     Each question's F1 when answered is its best span's (span_predictions.json), scored with the
-    run's metric; abstaining scores 1 on unanswerable questions, 0 elsewhere."""
+    run's metric; abstaining scores 1 on unanswerable questions, 0 elsewhere. "f1"[k] is the F1 when
+    the k questions of lowest odds ("thresholds", ascending) answer; "best" is a threshold giving the
+    best F1 a threshold reaches (`metrics.reachable_best`), "chosen" the run's own."""
     if run.metric != "squad_v2" or not run.null_odds or not run.spans:
         return None
     ex = run.examples
@@ -590,11 +592,11 @@ def threshold_curve(run: Run) -> dict | None:
     # a question without a prediction scores 0 at every threshold (as jaxqa.metrics counts it)
     totals = (abstain[rows].sum() + np.concatenate([[0.0], np.cumsum(gain)])) / len(ex) * 100
     thresholds = odds[order]
-    best = int(np.argmax(totals))
+    best, best_threshold = metrics.reachable_best(totals, thresholds)  # never inside a run of equal odds
     chosen = run.threshold
     chosen_f1 = float(totals[np.searchsorted(thresholds, chosen, side="right")])
-    return {"thresholds": thresholds.tolist(), "f1": totals.tolist(), "best": float(thresholds[best - 1]) if best else
-            float(thresholds[0]) - 1, "best_f1": float(totals[best]), "chosen": chosen, "chosen_f1": chosen_f1}
+    return {"thresholds": thresholds.tolist(), "f1": totals.tolist(), "best": best_threshold,
+            "best_f1": float(totals[best]), "chosen": chosen, "chosen_f1": chosen_f1}
 
 
 def _v2_section(run: Run, tag: str = "") -> str:
@@ -662,7 +664,10 @@ def _headline(run: Run) -> str:
         was = f'<span class="was">before training {b:.2f}</span>' if isinstance(b, (int, float)) else ""
         cards.append(f'<div class="card{" big" if k in main else ""}"><div class="k">{html.escape(k)}</div>'
                      f'<div class="v">{after[k]:.2f}{delta}</div>{was}</div>')
-    return '<div class="cards">' + "".join(cards) + "</div>"
+    kept = kept_note(after)
+    note = (f'<p class="note">{html.escape(kept[0].upper() + kept[1:])}: --load_best_model_at_end took the model back '
+            "to that step, and these are its metrics.</p>" if kept else "")
+    return note + '<div class="cards">' + "".join(cards) + "</div>"
 
 
 def _check_line(run: Run) -> str:
@@ -696,6 +701,8 @@ def _identity_rows(run: Run) -> dict[str, str]:
     steps = results.get("step")
     if isinstance(steps, int):
         rows["step"] = f"{steps}" + (f" (windows: {results.get('num_features')})" if "num_features" in results else "")
+        kept = kept_note(results)
+        rows["step"] += f"; {kept}" if kept else ""
     times = []
     if run.goodput:
         g = run.goodput

@@ -4,13 +4,15 @@ process-0 gate for every output file (`write_json`, `write_text`), the profiler 
 end `training_curves.png` (drawn by `jaxqa.plots`).
 
 On resume the records past the restored step are dropped (they are trained again), from the JSON log
-and, through TensorBoard's `purge_step`, from the event files' view.
+and, through TensorBoard's `purge_step`, from the event files' view. A new run starts both afresh, and
+`clear_previous_run` removes a previous run's outputs that it does not write again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import jax
@@ -35,9 +37,9 @@ class RunLog:
         if not enabled:  # processes other than 0 write nothing
             return
         kept = []
-        if start_step and self.path.exists():
+        if start_step and self.path.exists():  # (a final evaluation of a kept earlier step is made again)
             kept = [line for line in self.path.read_text(encoding="utf-8").splitlines(keepends=True)
-                    if (record := _parse(line)) and record.get("step", 0) <= start_step]
+                    if (record := _parse(line)) and record.get("step", 0) <= start_step and not record.get("kept")]
         atomic.write_text(self.path, "".join(kept))
         self.file = open(self.path, "a", encoding="utf-8")
         try:
@@ -45,6 +47,8 @@ class RunLog:
         except ImportError:  # an optional extra: the JSON log is always written
             log.warning("tensorboardX is not installed: no TensorBoard event files (pip install tensorboardX)")
         else:
+            if not start_step:  # a new run: a previous run's events would be drawn as this one's
+                shutil.rmtree(out_dir / TENSORBOARD_SUBDIR, ignore_errors=True)
             self.tensorboard = SummaryWriter(str(out_dir / TENSORBOARD_SUBDIR), purge_step=start_step or None,
                                              flush_secs=30)
 
@@ -56,6 +60,12 @@ class RunLog:
                     self.tensorboard.add_scalar(tag, record[key], record["step"])
 
     def eval(self, step: int, result: dict) -> None:
+        """An evaluation at `step`. The final one of a model restored from an earlier step (its result
+        carries "trained_steps", see `Trainer.evaluate`) is written after later steps' records: it says
+        so ("kept": true), and TensorBoard, which already holds that step's evaluation, gets nothing."""
+        if "trained_steps" in result:
+            self._write({"step": step, "kept": True, "trained_steps": result["trained_steps"], "eval": result})
+            return
         self._write({"step": step, "eval": result})
         if self.tensorboard:
             for key, value in result.items():
@@ -86,11 +96,67 @@ def _parse(line: str) -> dict | None:
         return None
 
 
+def read_json(path: Path) -> dict | None:
+    """A JSON object a run wrote, or None when the file is absent, unreadable or no object."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def kept_note(result: dict) -> str | None:
+    """"trained N steps, kept step K (f1 x)" for the results of a model that --load_best_model_at_end
+    took back to an earlier step (they carry "trained_steps", `Trainer.kept`); None for any other."""
+    if not isinstance(result.get("trained_steps"), int):
+        return None
+    metric = result.get("kept_best_by")
+    value = f" ({metric} {result[metric]:.2f})" if isinstance(result.get(metric), (int, float)) else ""
+    return f"trained {result['trained_steps']} steps, kept step {result.get('step')}{value}"
+
+
 def read_records(path: Path) -> list[dict]:
     """Every record of a metrics.jsonl (none when it is absent), the torn last line of a killed run left out."""
     if not path.is_file():
         return []
     return [r for line in path.read_text(encoding="utf-8").splitlines() if isinstance(r := _parse(line), dict)]
+
+
+# What a run writes in --output_dir that readers (the report page, training_curves.png) take as the
+# run's own, by the part of the run that writes it; "always": derived later (`python -m jaxqa report
+# --split before_training`), from files a new run replaces. The input model (model/), checkpoints/
+# (`CheckpointPolicy`) and the set-up's own files (data_report.json) are not among them.
+_SPLIT_FILES = ("predictions.json", "nbest_predictions.json", "null_odds.json", "span_predictions.json")
+RUN_OUTPUTS = {
+    "before_training": tuple(f"before_training_{name}" for name in _SPLIT_FILES) + ("before_training_results.json",),
+    "eval": _SPLIT_FILES + ("eval_results.json", "eval_report.html", "windows.json"),
+    "predict": tuple(f"predict_{name}" for name in _SPLIT_FILES) + ("predict_results.json",),
+    "train": ("metrics.jsonl", "goodput.json", "training_curves.png", TENSORBOARD_SUBDIR),
+    "always": ("before_training_report.html",),
+}
+
+
+def clear_previous_run(out_dir: Path, rewritten: set[str]) -> list[str]:
+    """Remove from `out_dir` a previous run's RUN_OUTPUTS of the parts that this new run does not have
+    (`rewritten`: the parts it has, whose files it writes again), so that its report and curves show what
+    it wrote and nothing else; those it rewrites keep their content until replaced, so a run killed early
+    leaves the previous run's whole. Process 0 removes; returns the names removed."""
+    names = [n for part, files in RUN_OUTPUTS.items() if part not in rewritten for n in files]
+    removed = []
+    for name in names if sharding.is_main_process() else ():
+        path = out_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    if removed:
+        log.info("--output_dir %s held a previous run's outputs that this run does not write; removed (its report "
+                 "and curves show this run only): %s", out_dir, ", ".join(removed))
+    return removed
+
 
 def write_json(path: Path, obj) -> None:
     """Write then rename (a reader never sees half a file), on process 0 only: in a multi-host run every

@@ -28,6 +28,7 @@ from jaxqa.errors import ConfigError
 from jaxqa.features import Features, check_window, checked_features, load_tokenizer
 from jaxqa.inference import Predictor
 from jaxqa.run_log import write_json, write_text
+from jaxqa.selection import check_metric
 from jaxqa.train_state import TrainState, create_train_state, eval_step, train_step
 
 log = logging.getLogger("jaxqa")
@@ -107,9 +108,12 @@ def load_split(config: RunConfig, path: str, limit: int | None, tokenizer, repor
                require_answers: bool = True, training: bool = False, held_out: dict[str, Examples] | None = None) -> Split:
     """Load, check and tokenise one file (through the feature cache); what it found goes to `report`
     and the log, one line per kind. Training examples on passages of the `held_out` files (those the run
-    scores) are handled as --on_eval_overlap says."""
+    scores) are handled as --on_eval_overlap says, among the `limit` first (--max_train_samples picks the
+    examples; overlap is counted, and dropped, among those the run would train on)."""
     t0, c = time.perf_counter(), config
     examples = load_examples(path, require_answers=require_answers, on_bad_record=c.on_bad_record)
+    if limit is not None:
+        examples = examples.select(range(min(limit, len(examples))))
     examples, shared = overlap.apply(examples, held_out or {}, c.on_eval_overlap)
     if shared and shared["left_out"]:
         log.info("%s: left %d training examples out (--on_eval_overlap drop): %s", path, shared["left_out"],
@@ -117,8 +121,6 @@ def load_split(config: RunConfig, path: str, limit: int | None, tokenizer, repor
     elif shared:
         log.warning("%s: %s: scores there measure memory, not generalisation; --on_eval_overlap drop leaves "
                     "them out of training", path, overlap.describe(shared))
-    if limit is not None:
-        examples = examples.select(range(min(limit, len(examples))))
     cache_dir = c.feature_cache
     examples, features = checked_features(
         examples, tokenizer, training=training, on_bad_record=c.on_bad_record,
@@ -239,6 +241,8 @@ def _load_splits(config: RunConfig, tokenizer) -> dict[str, Split]:
     scored = DataReport()  # loaded first (training examples on their passages are found while loading), reported last
     if c.do_eval:
         splits["eval"] = load_split(c, c.validation_file, c.max_eval_samples, tokenizer, scored)
+        if c.do_train and c.eval_steps:  # evaluations during training choose the best model: by a score they have
+            check_metric(c, splits["eval"].examples)
     if c.do_predict:
         splits["predict"] = load_split(c, c.test_file, c.max_predict_samples, tokenizer, scored, require_answers=False)
     if c.do_train:  # several files (v1.1 and v2.0 mixed, say): each loaded and checked alone, then joined

@@ -10,9 +10,35 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+import numpy as np
+
+from jaxqa import metrics
 from jaxqa.errors import ConfigError
 
 log = logging.getLogger("jaxqa")
+
+
+def metric_names(kind: str, examples, *, null_odds: bool) -> list[str]:
+    """The scores an evaluation by metric `kind` of `examples` reports, by the scorer itself (no list here to
+    fall behind it) on one answerable and one unanswerable question of them: which of the two the data has,
+    and (SQuAD v2.0) whether there are no-answer odds, decide the names."""
+    picks = [int(i) for flag in (False, True) for i in np.flatnonzero(examples.is_impossible == flag)[:1]]
+    gold = {examples.ids[i]: examples.answer_texts[i] for i in picks}
+    result = metrics.score(kind, dict.fromkeys(gold, ""), gold, dict.fromkeys(gold, 0.0) if null_odds else None)
+    return [name for name, value in result.items() if isinstance(value, float) and not name.endswith("_thresh")]
+
+
+def check_metric(config, eval_examples) -> None:
+    """--metric_for_best_model against the scores the evaluations during training will report, known once
+    the validation data is read (it picks the metric): a name they lack is refused before any training
+    step, not at the first evaluation, an epoch in."""
+    unanswerable = bool(eval_examples.is_impossible.any())
+    kind = metrics.pick_metric(config.metric, unanswerable, eval_examples.contexts)
+    names = metric_names(kind, eval_examples, null_odds=unanswerable or config.version_2_with_negative)
+    if config.metric_for_best_model not in names:
+        raise ConfigError(f"--metric_for_best_model {config.metric_for_best_model}: evaluations on "
+                          f"{config.validation_file} (metric {kind}) report {', '.join(names)} (an eval_ prefix "
+                          "may be added); pass one of them")
 
 
 @dataclasses.dataclass

@@ -166,11 +166,14 @@ def param_shardings(params, mesh: Mesh):
 
 def state_shardings(state, mesh: Mesh):
     """A sharding for every array of the train state: parameters by their logical axes, each
-    optimizer moment and the moving average like its parameter, scalars (step, counts, key) replicated."""
+    optimizer moment and the moving average like its parameter, scalars (step, counts, key) replicated,
+    and so are statistics not shaped like their parameter (Adafactor's row and column second moments:
+    vectors, small)."""
     import optax
 
     params = param_shardings(state.params, mesh)
-    opt = optax.tree_map_params(state.tx, lambda _, s: s, state.opt_state, params,
+    like_param = lambda leaf, s, p: s if leaf.shape == p.shape else replicated(mesh)  # noqa: E731
+    opt = optax.tree_map_params(state.tx, like_param, state.opt_state, params, state.params,
                                 transform_non_params=lambda _: replicated(mesh),
                                 is_leaf=lambda x: isinstance(x, NamedSharding))
     return state.replace(step=replicated(mesh), params=params, opt_state=opt, dropout_key=replicated(mesh),

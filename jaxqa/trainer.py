@@ -25,12 +25,13 @@ from jaxqa.config import RunConfig
 from jaxqa.data import Examples
 from jaxqa.decode import Answers
 from jaxqa.features import Features
-from jaxqa.inference import device_batches
-from jaxqa.periodic import itstime
+from jaxqa.inference import GivenUp, device_batches
+from jaxqa.periodic import evaluation_due
 from jaxqa.plots import plot_training_curves
 from jaxqa.preemption import StopRequest
 from jaxqa.run_log import Profiler, Reporter, write_json
 from jaxqa.steps import evaluated_params
+from jaxqa.train_state import create_train_state
 
 log = logging.getLogger("jaxqa")
 
@@ -44,6 +45,9 @@ class Trainer:
         self.out_dir = Path(self.config.output_dir)
         self.train_steps: dict[int, object] = {}  # compiled train step per batch length
         self.reporter: Reporter | None = None  # from the start of training to `finish`
+        self._give_up_evaluation = None  # in the train loop: whether a stop signal gives up an evaluation
+        self.trained_steps: int | None = None  # the last step trained (`fit`); the model may be an earlier one's
+        self.exported_dir: Path | None = None  # the trained model, once `fit` saved it
         # A model's saved threshold belongs to its weights: a training run finds its own (`evaluate`).
         self.null_threshold = evaluation.null_threshold(config.null_score_diff_threshold,
                                                         None if config.do_train else parts.model_dir)
@@ -60,33 +64,50 @@ class Trainer:
         t_start, side_before = time.perf_counter(), self._side_seconds()
         try:
             with StopRequest() as stop, jax.transfer_guard("disallow"):  # no implicit host<->device copies
-                for batch_plan, batch in self._train_batches(step):
+                self._give_up_evaluation = stop.cuts_short
+                # Stopped during this step's evaluation, the run owes it: done first, as the unstopped run did.
+                owed, checkpoints.evaluation_owed = checkpoints.evaluation_owed, False
+                ended = owed and self._after_step(step, None, stop)
+                for batch_plan, batch in () if ended else self._train_batches(step):
                     profile.before(step)
                     self.state, step_metrics = self.train_steps[batch_plan.seq_len](self.state, batch)
                     step += 1
                     if reporter.step_done(step, batch_plan, train.features.lengths, step_metrics):
                         history.append(self._report(step, step_metrics))
-                    evaluated = self._evaluate_if_due(step)
-                    no_better = evaluated is not None and checkpoints.selection.record(step, evaluated)
-                    stopping = stop.requested(step)
-                    if checkpoints.due(step, p.total_steps, evaluated=evaluated is not None, stopping=stopping):
-                        with self._aside("checkpoint"):
-                            checkpoints.save(step, self.state, step_metrics, evaluated)
-                    if stopping:
-                        raise checkpoints.stopped(step, p.total_steps, stop.signal or "preemption")
-                    if no_better:  # --early_stopping_patience spent
+                    if self._after_step(step, step_metrics, stop):  # --early_stopping_patience spent
                         break
         finally:
+            self._give_up_evaluation = None
             profile.stop()
             reporter.pause()
             with self.goodput.timer("checkpoint"):
                 checkpoints.wait()
         self.train_seconds = time.perf_counter() - t_start
         self.goodput.seconds["train_steps"] += self.train_seconds - (self._side_seconds() - side_before)
+        self.trained_steps = step
         if self.config.load_best_model_at_end:
             self.state = checkpoints.restore_best(self.state)
         self._export(step)
         return history
+
+    def _after_step(self, step: int, step_metrics, stop: StopRequest) -> bool:
+        """Evaluate, checkpoint and stop as due after `step`; whether early stopping ends training. A stop
+        signal during the evaluation gives it up (a preemption's grace is shorter than an evaluation): the
+        step's checkpoint is written at once and records it as owed, for the resumed run to do first."""
+        checkpoints, total = self.parts.checkpoints, self.parts.total_steps
+        try:
+            evaluated, given_up = self._evaluate_if_due(step), False
+        except GivenUp:
+            evaluated, given_up = None, True
+            log.warning("step %d: evaluation given up to stop; the resumed run does it first", step)
+        no_better = evaluated is not None and checkpoints.selection.record(step, evaluated)
+        stopping = stop.requested(step)
+        if checkpoints.due(step, total, evaluated=evaluated is not None, stopping=stopping):
+            with self._aside("checkpoint"):
+                checkpoints.save(step, self.state, step_metrics, evaluated, evaluation_owed=given_up)
+        if stopping:
+            raise checkpoints.stopped(step, total, stop.signal or "preemption")
+        return no_better
 
     def _start_training(self, step: int) -> tuple[Reporter, Profiler]:
         p, c = self.parts, self.config
@@ -125,24 +146,22 @@ class Trainer:
         return self.reporter.report(step, record)
 
     def _evaluate_if_due(self, step: int) -> dict | None:
-        """With --do_eval --eval_steps N, the metrics every N steps (the last step's evaluation is the
-        final one, after the loop, unless --load_best_model_at_end needs it to choose)."""
-        total, last = self.parts.total_steps, self.config.load_best_model_at_end
-        if not (self.config.do_eval and itstime(step, self.config.eval_steps, total, last=last)
-                and (step < total or last)):
+        """With --do_eval --eval_steps N, the metrics every N steps and at the end of every epoch (the last
+        step's evaluation is the final one, after the loop, unless --load_best_model_at_end needs it to choose)."""
+        p, last = self.parts, self.config.load_best_model_at_end
+        due = evaluation_due(step, self.config.eval_steps, p.steps_per_epoch) if step < p.total_steps else last
+        if not (self.config.do_eval and due):
             return None
         with self._aside():  # evaluate() times itself
             return self.evaluate(write_files=False)
 
     def _export(self, step: int) -> None:
-        """The trained model in Hugging Face layout, and on the Hub with --push_to_hub."""
+        """The trained model in Hugging Face layout (uploaded by `finish` with --push_to_hub)."""
         best = self.parts.checkpoints.best()
         if best:
             log.info("best checkpoint by eval %s: step %d (%.2f)", self.config.metric_for_best_model, *best)
-        model_dir = self.save_model(self.config.export_hf_dir)
-        log.info("training done: %d steps in %.1fs; model saved to %s", step, self.train_seconds, model_dir)
-        if self.parts.push_repo and sharding.is_main_process():  # the one process that wrote the model
-            log.info("model uploaded to %s", hub.push(self.config, model_dir, self.parts.push_repo))
+        self.exported_dir = self.save_model(self.config.export_hf_dir)
+        log.info("training done: %d steps in %.1fs; model saved to %s", step, self.train_seconds, self.exported_dir)
 
     def _side_seconds(self) -> float:
         return sum(self.goodput.seconds[k] for k in ("data_wait", "eval", "checkpoint"))
@@ -189,6 +208,8 @@ class Trainer:
                 result["null_score_diff_threshold"] = self.null_threshold.value
             result.update(num_examples=len(data.examples), num_features=len(data.features),
                           eval_seconds=round(time.perf_counter() - start, 2), step=self.state_step)
+            if split != "before_training":
+                result.update(self.kept())
             if self.reporter and split == "eval":
                 self.reporter.eval(result["step"], result)
             if not write_files:
@@ -201,6 +222,31 @@ class Trainer:
         if split == "eval" and "best_f1_thresh" in result:
             self._keep_null_threshold(result)
         return result
+
+    def kept(self) -> dict:
+        """After --load_best_model_at_end took the model back to an earlier step: {"trained_steps": the
+        last step trained, "kept_best_by": the metric that chose it}, which the results of its evaluations
+        carry beside their "step" (the kept one), so no reader takes them for the last step's. Else {}."""
+        if self.trained_steps is None or self.trained_steps == self.state_step:
+            return {}
+        return {"trained_steps": self.trained_steps, "kept_best_by": self.config.metric_for_best_model}
+
+    def evaluate_before_training(self) -> dict:
+        """The "before_training" evaluation, of the weights training starts from: on a resumed run, whose
+        state is a later step's, those weights built again as the run built them (seeded alike)."""
+        if self.state_step == 0:
+            return self.evaluate("before_training")
+        log.info("before training: evaluating the initial weights (the restored model is step %d's)", self.state_step)
+        restored = self.state
+        initial = create_train_state(self.config, self.model_dir, total_steps=self.total_steps, mesh=self.mesh,
+                                     from_pretrained=self.parts.pretrained)
+        # the weights only: the evaluation step is compiled for this state's static parts (optimizer, graph)
+        self.state = restored.replace(step=initial.step, params=initial.params, ema_params=initial.ema_params)
+        del initial
+        try:
+            return self.evaluate("before_training")
+        finally:
+            self.state = restored
 
     def _keep_null_threshold(self, result: dict) -> None:
         """After the final evaluation of a training run on data with unanswerable questions: its best-F1
@@ -227,7 +273,8 @@ class Trainer:
         return self.parts.predictor.answers(self.state, examples.contexts, features,
                                             null_score_diff_threshold=self._abstaining_threshold(
                                                 bool(examples.is_impossible.any())),
-                                            n_best_size=self.config.n_best_size if nbest else 0)
+                                            n_best_size=self.config.n_best_size if nbest else 0,
+                                            give_up=self._give_up_evaluation)
 
     def _abstaining_threshold(self, unanswerable_data: bool) -> float | None:
         """The no-answer threshold where this run abstains (a v2.0 run, data with unanswerable questions, or
@@ -238,8 +285,8 @@ class Trainer:
 
     # --- the run's other outputs -----------------------------------------------------------------
     def finish(self) -> Path | None:
-        """Close the run's logs, write `goodput.json` and draw `training_curves.png` (after the final
-        evaluation); returns the plot's path."""
+        """Close the run's logs, write `goodput.json`, draw `training_curves.png` and, with --push_to_hub,
+        upload the model (after the final evaluation); returns the plot's path."""
         if not self.reporter:
             return None
         self.reporter.run_log.close()
@@ -248,7 +295,16 @@ class Trainer:
             return None
         write_json(self.out_dir / "goodput.json", self.goodput.summary())
         log.info("%s", self.goodput.table())
-        return plot_training_curves(self.out_dir)
+        curves = plot_training_curves(self.out_dir)
+        self._push()
+        return curves
+
+    def _push(self) -> None:
+        """--push_to_hub: the exported model directory, uploaded once it is complete. The final evaluation
+        (before `finish`) adds null_threshold.json to it; pushed before that, a SQuAD v2.0 model from the
+        Hub would never abstain. Process 0 alone, the one that wrote the directory."""
+        if self.parts.push_repo and self.exported_dir and sharding.is_main_process():
+            log.info("model uploaded to %s", hub.push(self.config, self.exported_dir, self.parts.push_repo))
 
     def save_model(self, out_dir: str | Path | None = None) -> Path:
         """The current parameters (their moving average with --ema_decay) as a Hugging Face BertForQuestionAnswering directory (default
@@ -269,7 +325,7 @@ class Trainer:
                                 max_seq_length=c.max_seq_length, doc_stride=c.doc_stride,
                                 max_query_length=c.max_query_length, max_answer_length=c.max_answer_length,
                                 batch_size=self.parts.eval_batch, n_best_size=c.n_best_size,
-                                null_score_diff_threshold=self._abstaining_threshold(False))
+                                null_score_diff_threshold=self._abstaining_threshold(False), mesh=self.mesh)
 
     # --- what the parts hold, by the names users know ----------------------------------------------
     @property

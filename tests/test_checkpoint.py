@@ -298,3 +298,143 @@ def test_a_stop_signal_outside_the_train_loop_is_never_lost_and_leaves_no_tempor
     assert (proc.returncode, proc.stdout) == (128 + signum, ""), proc.stderr[-2000:]
     assert proc.stderr.splitlines()[-1].startswith(f"jaxqa: stopped by {signum.name} outside the train loop (")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["whole.json"]
+
+
+def _policy(tiny_bert_dir, out, **settings):
+    """A CheckpointPolicy of `out` as a run with `settings` opens it, and that run's initial state."""
+    from jaxqa.checkpoint import CheckpointPolicy, DataPosition
+    from jaxqa.config import RunConfig
+    from jaxqa.train_state import create_train_state
+
+    config = RunConfig(model_name_or_path=str(tiny_bert_dir), output_dir=str(out), **settings)
+    position = DataPosition(steps_per_epoch=5, global_batch=8, num_train_features=40, devices=1,
+                            per_device_batch=8, accumulation=1)
+    return CheckpointPolicy(config, out, position), create_train_state(config, tiny_bert_dir, total_steps=10)
+
+
+def _save(policy, state, step: int) -> None:
+    policy.save(step, state.replace(step=step), {"loss": np.float32(1.0), "params_finite": True}, None)
+    policy.wait()
+
+
+def test_resuming_another_run_into_an_output_dir_with_checkpoints_is_refused(tmp_path, tiny_bert_dir):
+    """--resume_from_checkpoint other/checkpoints/3 --output_dir O, O holding checkpoints 2 and 4 of its own
+    run: refused, naming O's newest step, and O's checkpoints are kept (they were deleted by
+    --save_total_limit as the resumed run saved); --overwrite_output_dir deletes them and resumes."""
+    from jaxqa.errors import ConfigError
+
+    other, out = tmp_path / "other", tmp_path / "out"
+    policy, state = _policy(tiny_bert_dir, other)
+    _save(policy, state, 3)
+    policy.checkpointer.close()
+    policy, _ = _policy(tiny_bert_dir, out)
+    for step in (2, 4):
+        _save(policy, state, step)
+    policy.checkpointer.close()
+
+    source = str(other / "checkpoints/3")
+    policy, _ = _policy(tiny_bert_dir, out, resume_from_checkpoint=source)
+    with pytest.raises(ConfigError, match=re.escape(
+            f"--output_dir {out} already holds checkpoints of a run (newest: step 4); resuming {source} there "
+            "would mix the two runs: choose another --output_dir, pass --resume_from_checkpoint auto")):
+        policy.open(state, 10)
+    assert policy.checkpointer.steps() == [2, 4]
+    policy.checkpointer.close()
+
+    # --overwrite_output_dir with settings that the other run's checkpoint refuses: O's checkpoints stay
+    policy, _ = _policy(tiny_bert_dir, out, resume_from_checkpoint=source, overwrite_output_dir=True,
+                        layerwise_lr_decay=0.9)
+    with pytest.raises(ConfigError, match="settings differ from that run .*choose a checkpoint of these settings"):
+        policy.open(state, 10)
+    assert policy.checkpointer.steps() == [2, 4]
+    policy.checkpointer.close()
+
+    policy, _ = _policy(tiny_bert_dir, out, resume_from_checkpoint=source, overwrite_output_dir=True)
+    assert int(policy.open(state, 10).step) == 3 and policy.checkpointer.steps() == []
+    policy.checkpointer.close()
+
+
+def test_a_checkpoint_without_the_newer_identity_fields_resumes_with_their_defaults(tmp_path, tiny_bert_dir):
+    """A checkpoint written before --on_eval_overlap, --layerwise_lr_decay, --ema_decay and
+    --early_stopping_patience were recorded: that run had their defaults, so a resume with the defaults
+    goes on, and one with another value is refused naming the default as the old setting."""
+    from jaxqa.errors import ConfigError
+
+    policy, state = _policy(tiny_bert_dir, tmp_path)
+    _save(policy, state, 3)
+    policy.checkpointer.close()
+    newer = ("on_eval_overlap", "layerwise_lr_decay", "ema_decay", "early_stopping_patience")
+    meta_file = tmp_path / "checkpoints/3/meta/metadata"  # Orbax's JSON item
+    meta = json.loads(meta_file.read_text())
+    assert all(name in meta["identity"] for name in newer)
+    meta["identity"] = {k: v for k, v in meta["identity"].items() if k not in newer}
+    meta_file.write_text(json.dumps(meta))
+
+    policy, _ = _policy(tiny_bert_dir, tmp_path, resume_from_checkpoint="auto")
+    assert int(policy.open(state, 10).step) == 3
+    policy.checkpointer.close()
+    policy, _ = _policy(tiny_bert_dir, tmp_path, resume_from_checkpoint="auto", layerwise_lr_decay=0.9)
+    with pytest.raises(ConfigError, match=r"settings differ from that run \(--layerwise_lr_decay 1\.0 -> 0\.9\)"):
+        policy.open(state, 10)
+    policy.checkpointer.close()
+
+
+def test_sigterm_during_an_evaluation_in_the_loop_saves_at_once_and_the_resumed_run_redoes_it(
+        tmp_path, tiny_bert_dir, data_dir):
+    """SIGTERM while the step-2 evaluation (30 batches) is under way: it is given up within two batches (a
+    preemption's grace is shorter than an evaluation), the step-2 checkpoint is written and the run stops;
+    the resumed run does that evaluation first. Its evaluations, kept checkpoints (newest and best) and
+    final weights equal those of a run never stopped."""
+    import signal as signals
+
+    from jaxqa.checkpoint import Checkpointer
+    from jaxqa.config import RunConfig
+    from jaxqa.errors import Interrupted
+    from jaxqa.trainer import Trainer
+
+    def config(out, **more):
+        return RunConfig(model_name_or_path=str(tiny_bert_dir), train_file=str(data_dir / "squad_v1.1/train.json"),
+                         validation_file=str(data_dir / "squad_v1.1/dev.json"), max_train_samples=16,
+                         max_eval_samples=24, per_device_eval_batch_size=2, do_train=True, do_eval=True,
+                         eval_steps=2, max_seq_length=128, doc_stride=64, pad_to_max_length=True,
+                         per_device_train_batch_size=8, num_train_epochs=1.0, learning_rate=1e-3,
+                         save_total_limit=1, logging_steps=1, output_dir=str(out), accelerator="cpu", **more)
+
+    def outcome(out, trainer):
+        records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        evals = [{k: v for k, v in r["eval"].items() if k != "eval_seconds"} for r in records if "eval" in r]
+        kept = Checkpointer(out, keep=None, best_metric=None)
+        steps = {s: (kept.read_meta(s).get("metrics") or {}).get("f1") for s in kept.steps()}
+        kept.close()
+        return evals, steps, [np.asarray(x) for x in jax.tree.leaves(trainer.state.params)]
+
+    straight = Trainer(config(tmp_path / "straight"))
+    straight.fit()
+    expected = outcome(tmp_path / "straight", straight)
+    assert [e["step"] for e in expected[0]] == [2, 4] and sorted(expected[1]) == [4, 5]  # the best, the last
+
+    out = tmp_path / "stopped"
+    trainer, calls = Trainer(config(out)), []
+    forward = trainer.parts.predictor.forward
+
+    def forward_then_sigterm(weights, batch):
+        calls.append(int(trainer.state.step))
+        if len(calls) == 3:
+            os.kill(os.getpid(), signals.SIGTERM)
+        return forward(weights, batch)
+
+    trainer.parts.predictor = dataclasses.replace(trainer.parts.predictor, forward=forward_then_sigterm)
+    with pytest.raises(Interrupted, match=r"stopped by SIGTERM at step 2/\d+; checkpoint saved in "):
+        trainer.fit()
+    assert len(calls) <= 5 and set(calls) == {2}, calls  # of the 30 batches
+    assert trainer.parts.checkpoints.checkpointer.steps() == [2]
+    trainer.parts.checkpoints.checkpointer.close()
+    trainer.reporter.run_log.close()
+
+    resumed = Trainer(config(out, resume_from_checkpoint="auto"))
+    assert resumed.state_step == 2
+    resumed.fit()
+    got = outcome(out, resumed)
+    assert got[0] == expected[0] and got[1] == expected[1]
+    for a, b in zip(got[2], expected[2]):
+        np.testing.assert_array_equal(a, b)

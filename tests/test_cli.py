@@ -139,8 +139,9 @@ def test_v2_eval_results_reproduce_from_the_written_files(tmp_path, tiny_bert_di
     The run trains one step on two files, v2.0 and v1.1 mixed (counted per file in data_report.json),
     and saves its best threshold with the model; a run that predicts with that model on a test file
     (no answers, no is_impossible) abstains above the saved threshold, or above the flag when given.
-    (This random model's best threshold is the official fallback 0.0, abstaining everywhere beating any
-    answer, which no odds reach: the saved value is set inside the odds' range to see it used.)"""
+    (This random model does best abstaining everywhere: the official best_f1_thresh is then 0.0, which
+    answers every question, its odds all being negative; the threshold saved lies below them all and
+    gives exactly the best_f1 saved with it.)"""
     from test_metrics import ref_v2
 
     dataset = json.loads((data_dir / "fixtures/squad_v2_small.json").read_text())
@@ -180,8 +181,12 @@ def test_v2_eval_results_reproduce_from_the_written_files(tmp_path, tiny_bert_di
     assert 0 < unanswerable < n and "unanswerable" not in report[str(train_files[1])]
     assert f"training on 2 files: {2 * n} examples ({unanswerable} unanswerable)" in proc.stderr
     saved = json.loads((out / "model/null_threshold.json").read_text())
-    assert saved == {"null_score_diff_threshold": results["best_f1_thresh"], "best_f1": results["best_f1"],
+    assert saved == {"null_score_diff_threshold": results["best_f1_reached_thresh"], "best_f1": results["best_f1_reached"],
                      "validation_file": str(dev), "step": results["step"]}
+    assert results["best_f1_thresh"] == 0.0 and max(null_odds.values()) < 0  # the official figure, kept
+    assert saved["null_score_diff_threshold"] < min(null_odds.values())
+    at_saved = ref_v2(dataset["data"], spans, null_odds, na_prob_thresh=saved["null_score_diff_threshold"])
+    assert abs(at_saved["f1"] - saved["best_f1"]) < 1e-9 and at_saved["HasAns_f1"] == 0 and at_saved["NoAns_f1"] == 100
 
     def predict(*flags):
         run = tmp_path / f"predict{len(flags)}"
@@ -192,17 +197,78 @@ def test_v2_eval_results_reproduce_from_the_written_files(tmp_path, tiny_bert_di
         assert {q for q, a in answers.items() if a == ""} == {q for q, o in odds.items() if o > used}, used
         return proc, odds
 
-    (out / "model/null_threshold.json").write_text(json.dumps({**saved, "null_score_diff_threshold": threshold}))
-    used = threshold
+    used = saved["null_score_diff_threshold"]
     proc, odds = predict()
     assert (f"null threshold: {used:g} (saved with the model by its evaluation on dev.json at step "
             f"{results['step']})") in proc.stderr
-    assert 0 < sum(o > used for o in odds.values()) < len(odds)
+    assert all(o > used for o in odds.values())  # it abstains everywhere, as its evaluation found best
     used = sorted(odds.values())[len(odds) // 4]  # another threshold, abstaining on three quarters
     proc, _ = predict("--null_score_diff_threshold", used)
     assert f"null threshold: {used:g} (--null_score_diff_threshold)" in proc.stderr
     from jaxqa.answer import QuestionAnswerer  # `python -m jaxqa answer`: the same rule, never abstaining without
 
-    assert QuestionAnswerer.from_pretrained(out / "model").null_score_diff_threshold == threshold
+    assert QuestionAnswerer.from_pretrained(out / "model").null_score_diff_threshold == saved["null_score_diff_threshold"]
     assert QuestionAnswerer.from_pretrained(out / "model", null_score_diff_threshold=1.5).null_score_diff_threshold == 1.5
     assert QuestionAnswerer.from_pretrained(tiny_bert_dir).null_score_diff_threshold is None
+
+
+def test_push_to_hub_uploads_the_model_after_the_final_evaluation(tmp_path, tiny_bert_dir, data_dir):
+    """--push_to_hub sends the model directory as the run leaves it: a SQuAD v2.0 model reaches the Hub with
+    the null_threshold.json its final evaluation wrote, without which it would never abstain. tests/fake_hub
+    stands in for the Hub and logs the files of each upload."""
+    import os
+
+    import jaxqa
+
+    hub_log, out = tmp_path / "hub.jsonl", tmp_path / "v2"
+    package_root = Path(jaxqa.__file__).parents[1]  # the jaxqa under test
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests/fake_hub"), str(package_root)]),
+           "JAXQA_FAKE_HUB_LOG": str(hub_log), "HF_HUB_OFFLINE": "0"}
+    args = ["--model_name_or_path", tiny_bert_dir, "--train_file", data_dir / "squad_v2.0/train.json",
+            "--max_train_samples", 8, "--validation_file", data_dir / "squad_v2.0/dev.json", "--max_eval_samples", 24,
+            "--do_train", "--do_eval", "--version_2_with_negative", "--max_seq_length", 128, "--doc_stride", 32,
+            "--per_device_train_batch_size", 8, "--num_train_epochs", 1, "--output_dir", out, "--accelerator", "cpu",
+            "--push_to_hub", "--hub_model_id", "tester/v2"]
+    proc = subprocess.run([sys.executable, "-m", "jaxqa", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    uploads = [json.loads(line) for line in hub_log.read_text().splitlines() if '"upload_folder"' in line]
+    assert [u["repo_id"] for u in uploads] == ["tester/v2"], uploads
+    assert uploads[0]["files"] == sorted(p.name for p in (out / "model").iterdir())  # the directory as it ends
+    assert "null_threshold.json" in uploads[0]["files"]
+
+
+def test_metric_for_best_model_is_checked_before_training(tmp_path, tiny_bert_dir, data_dir):
+    """--metric_for_best_model must name a score the evaluations during training report, and the validation
+    data decides which (its metric): a name they lack is refused while the run is set up, not at the first
+    evaluation an epoch in. Hugging Face's eval_ prefix is accepted."""
+    from jaxqa.cli import parse_config
+    from jaxqa.errors import ConfigError
+    from jaxqa.trainer import Trainer
+
+    def config(dev: str, metric: str, out: str):
+        return parse_config(["--model_name_or_path", str(tiny_bert_dir), "--train_file", str(data_dir / "squad_v1.1/train.json"),
+                             "--max_train_samples", "8", "--validation_file", str(data_dir / dev), "--max_eval_samples", "12",
+                             "--do_train", "--do_eval", "--eval_steps", "1000", "--metric_for_best_model", metric,
+                             "--max_seq_length", "128", "--doc_stride", "32", "--per_device_train_batch_size", "8",
+                             "--num_train_epochs", "2", "--pad_to_max_length", "--output_dir", str(tmp_path / out),
+                             "--accelerator", "cpu"])[0]
+
+    v2, v1 = data_dir / "squad_v2.0/dev.json", data_dir / "squad_v1.1/dev.json"
+    with pytest.raises(ConfigError, match=re.escape(
+            f"--metric_for_best_model exact_match: evaluations on {v2} (metric squad_v2) report exact, f1, HasAns_exact, "
+            "HasAns_f1, NoAns_exact, NoAns_f1, best_exact, best_f1") + r"(, \w+)* \(an eval_ prefix may be added\)"):
+        Trainer(config("squad_v2.0/dev.json", "exact_match", "v2"))
+    with pytest.raises(ConfigError, match=re.escape(f"--metric_for_best_model best_f1: evaluations on {v1} (metric "
+                                                    "squad) report exact_match, f1 (an eval_ prefix may be added)")):
+        Trainer(config("squad_v1.1/dev.json", "eval_best_f1", "v1"))
+    assert not (tmp_path / "v2").exists() and not (tmp_path / "v1").exists()  # refused before any output
+
+    trainer = Trainer(config("squad_v1.1/dev.json", "eval_exact_match", "ok"))
+    assert trainer.config.metric_for_best_model == "exact_match"
+    trainer.fit()  # the end of epoch 1 is evaluated in the loop (--eval_steps as Hugging Face's), epoch 2's after it
+    evaluated = [json.loads(line) for line in (tmp_path / "ok/metrics.jsonl").read_text().splitlines()]
+    in_loop = [(r["step"], r["eval"]["exact_match"]) for r in evaluated if "eval" in r]
+    assert [step for step, _ in in_loop] == [trainer.parts.steps_per_epoch] and trainer.total_steps == 2 * in_loop[0][0]
+    assert trainer.parts.checkpoints.selection.history == in_loop
+

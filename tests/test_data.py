@@ -154,6 +154,11 @@ BAD_FILES = {
                                   {"wrong_type": 1}),
     "latin1.json": (r"not UTF-8 text: byte 46 \(line 1\) is 0xe9; re-encode the file as UTF-8, e.g. iconv -f latin1 "
                     r"-t utf-8 \(if it is Latin-1\)", "same"),
+    "lone_surrogate.json": (
+        r"record 'b1' \(record #1\) has a lone surrogate \('\\ud800'\) at character 8 of its 'question': a \\u "
+        r"escape of half a UTF-16 pair, not text; write the character itself \(or both escapes of its pair\), or pass "
+        r"--on_bad_record skip to leave such records out \[2 bad records in this file: 2 lone_surrogate \(b1, b2\)\]",
+        {"lone_surrogate": 2}),
     "missing_context.json": (r"record 'b1' \(record #1\) has no 'context'" + NEEDS_STRING.format("context"),
                              {"missing_field": 1}),
     "nested_offset_and_no_answers.json": (
@@ -204,6 +209,15 @@ def test_bad_file_error_and_skip_count(name, minilm_tokenizer):
             _load_for_training(path, minilm_tokenizer, "skip")
         expected = error if skipped == "same" else skipped
         assert re.fullmatch(f"{re.escape(str(path))}: {expected}", str(err.value)), str(err.value)
+
+
+def test_lone_surrogate_is_named_by_record_and_field():
+    """A \\ud800 escape with no pair parses into a str the tokenizer cannot take: refused at load time, in a
+    question or a context alike, naming where it is."""
+    skipped = load_examples(BAD_DIR / "lone_surrogate.json", on_bad_record="skip").skipped
+    assert [(s["id"], s["problem"].split(":")[0]) for s in skipped] == [
+        ("b1", "has a lone surrogate ('\\ud800') at character 8 of its 'question'"),
+        ("b2", "has a lone surrogate ('\\udfff') at character 12 of its 'context'")]
 
 
 def test_window_checks_before_tokenising_assume_no_worst_case_question(minilm_tokenizer):
@@ -299,7 +313,9 @@ def test_training_passages_that_the_run_scores_are_found_and_dropped_on_request(
                                                                                  caplog):
     """The shared v2.0 dev split is 194 passages of the shared v1.1 dev split (its answerable questions are v1.1
     questions, same ids): training on v1.1 dev and scoring on v2.0 dev is scoring memory. The 828 v1.1 questions on
-    those passages are counted and warned of by default, left out with --on_eval_overlap drop, refused with error."""
+    those passages are counted and warned of by default, left out with --on_eval_overlap drop, refused with error.
+    With --max_train_samples N only the first N questions are trained on, so only the shared ones among them count:
+    the first N are taken, then those are dropped."""
     import dataclasses
 
     from jaxqa import overlap
@@ -321,16 +337,29 @@ def test_training_passages_that_the_run_scores_are_found_and_dropped_on_request(
                                         f"{re.escape(str(dev))} .*--on_eval_overlap drop"):
         overlap.apply(load_examples(v1), {str(dev): load_examples(dev)}, "error")
 
-    config = RunConfig(train_file=str(v1), validation_file=str(dev), do_train=True, do_eval=True, max_train_samples=1000,
+    # A run on the first 300 questions: 204 of them are on 61 of the shared passages (the v1.1 file's paragraphs
+    # holding them, counted by position in the file).
+    n = 300
+    first_on_dev = [i for i in v1_ids[:n] if i in on_dev]
+    paragraphs = [(a, p) for a, art in enumerate(json.loads(v1.read_text())["data"])
+                  for p, para in enumerate(art["paragraphs"]) for _ in para["qas"]]
+    shared_paragraphs = {paragraphs[k] for k, i in enumerate(v1_ids[:n]) if i in on_dev}
+    assert len(first_on_dev) == 204 and len(shared_paragraphs) == 61
+    in_run = {"shared_with": {str(dev): {"examples": 204, "passages": 61, "ids": first_on_dev[:5]}}}
+    config = RunConfig(train_file=str(v1), validation_file=str(dev), do_train=True, do_eval=True, max_train_samples=n,
                        max_seq_length=128, doc_stride=32, feature_cache_dir="none", output_dir=str(tmp_path / "out"))
     with caplog.at_level("WARNING", logger="jaxqa"):
         warned = _load_splits(config, minilm_tokenizer)["train"]
-    assert warned.examples.ids == v1_ids[:1000]  # warn: trained on as given
+    assert warned.examples.ids == v1_ids[:n]  # warn: trained on as given
     assert [r.getMessage() for r in caplog.records if "memory" in r.getMessage()] == [
-        f"{v1}: 828 examples on 194 passages also in {dev}: scores there measure memory, not generalisation; "
+        f"{v1}: 204 examples on 61 passages also in {dev}: scores there measure memory, not generalisation; "
         "--on_eval_overlap drop leaves them out of training"]
+    report = json.loads((tmp_path / "out/data_report.json").read_text())
+    assert report[str(v1)]["eval_overlap"] == {**in_run, "left_out": 0} and report[str(v1)]["examples"] == n
     dropped = _load_splits(dataclasses.replace(config, on_eval_overlap="drop"), minilm_tokenizer)["train"]
-    assert dropped.examples.ids == elsewhere
+    assert dropped.examples.ids == [i for i in v1_ids[:n] if i not in on_dev]  # the first 300, less the 204
     assert set(dropped.examples.contexts).isdisjoint(load_examples(dev).contexts)
     report = json.loads((tmp_path / "out/data_report.json").read_text())
-    assert report[str(v1)]["eval_overlap"] == found and report[str(v1)]["examples"] == 258
+    assert report[str(v1)]["eval_overlap"] == {**in_run, "left_out": 204} and report[str(v1)]["examples"] == 96
+    with pytest.raises(DataError, match=f"^{re.escape(str(v1))}: 204 training examples on 61 passages are also in "):
+        _load_splits(dataclasses.replace(config, on_eval_overlap="error"), minilm_tokenizer)

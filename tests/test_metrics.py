@@ -324,6 +324,48 @@ def _edge_cases(data_dir, version, seed):
     return dataset, preds, na_probs, missing
 
 
+REACHED = {"best_f1_reached", "best_f1_reached_thresh"}  # jaxqa's figures beside the official script's
+
+
+def assert_reached(ours, data, preds, na_probs):
+    """best_f1_reached_thresh gives exactly best_f1_reached (the reference scoring at that threshold),
+    and no threshold at a no-answer score of the file (nor below them all) gives more."""
+    at = lambda t: ref_v2(data, preds, na_probs, na_prob_thresh=t)["f1"]  # noqa: E731
+    assert abs(at(ours["best_f1_reached_thresh"]) - ours["best_f1_reached"]) < 1e-9
+    candidates = [min(na_probs.values()) - 1, *sorted({v for v in na_probs.values() if v in (0.0, 0.25, 0.5, 1.0, 2.0)})]
+    assert max(map(at, candidates)) <= ours["best_f1_reached"] + 1e-9
+
+
+# Hand-computed. "everywhere": abstaining on all three beats any answer (2 of 3 right); the official
+# threshold 0.0 answers the two with negative odds (both wrong) and scores 0. "ties": in odds order
+# q3 (+1), q1 (+1), q2 (-1), q5 (-1), q4 (-1), three tied at 1.0; the official best prefix (q3, q1:
+# 5 of 5 right, threshold 1.0) splits the tie, and 1.0 answers all three (3 right); a threshold can
+# stop at -5.0 (q3 answers: 4 right) or after the tie. "empty": the script's search counts answering
+# "the" on an unanswerable question as wrong (-1), its scores as "no answer" (right): it finds nothing
+# better than abstaining everywhere (1 of 2), while answering both (threshold 1.0) gets both right.
+V2_CASES = {
+    "everywhere": ({"q1": [], "q2": [], "q3": ["Denver"]}, {"q1": "x", "q2": "y", "q3": "Paris"},
+                   {"q1": -2.0, "q2": -1.0, "q3": 0.5}, (200 / 3, 0.0, 0.0), (200 / 3, -3.0)),
+    "ties": ({"q1": ["Denver"], "q2": [], "q3": ["Denver Broncos"], "q4": [], "q5": []},
+             {"q1": "Denver", "q2": "x", "q3": "the Denver Broncos", "q4": "z", "q5": "y"},
+             {"q1": 1.0, "q2": 1.0, "q3": -5.0, "q5": 1.0, "q4": 2.0}, (100.0, 1.0, 60.0), (80.0, -5.0)),
+    "empty": ({"q1": [], "q2": ["Denver"]}, {"q1": "the", "q2": "Denver"}, {"q1": -1.0, "q2": 1.0}, (50.0, 0.0, 50.0),
+              (100.0, 1.0)),
+}
+
+
+@pytest.mark.parametrize("case", V2_CASES)
+def test_squad_v2_reached_threshold_gives_its_f1(case):
+    """The official best_f1/best_f1_thresh stay as the script computes them, also where that
+    threshold does not give that F1; best_f1_reached_thresh (saved with a model) gives best_f1_reached."""
+    gold, preds, na_probs, (official, official_thresh, f1_at_official), (reached, reached_thresh) = V2_CASES[case]
+    ours = metrics.squad_v2(preds, gold, na_probs)
+    assert (ours["best_f1"], ours["best_f1_thresh"]) == (pytest.approx(official), official_thresh)
+    assert metrics.squad_v2(preds, gold, na_probs, official_thresh)["f1"] == pytest.approx(f1_at_official)
+    assert (ours["best_f1_reached"], ours["best_f1_reached_thresh"]) == (pytest.approx(reached), reached_thresh)
+    assert metrics.squad_v2(preds, gold, na_probs, reached_thresh)["f1"] == pytest.approx(reached)
+
+
 def test_squad_v2_missing_predictions_score_zero(data_dir, tmp_path, caplog):
     """A question without a prediction counts, scoring 0 (the v2.0 script would stop); extra ids are
     ignored; one warning names the count."""
@@ -331,7 +373,8 @@ def test_squad_v2_missing_predictions_score_zero(data_dir, tmp_path, caplog):
     ex = load_examples(write_json(tmp_path / "gold.json", dataset))
     ours = metrics.squad_v2(preds, dict(zip(ex.ids, ex.answer_texts)), na_probs)
     ref = ref_v2(dataset["data"], preds, na_probs)
-    assert ours.keys() == ref.keys() and ours["total"] == len(ex.ids)
+    assert ours.keys() == ref.keys() | REACHED and ours["total"] == len(ex.ids)
+    assert_reached(ours, dataset["data"], preds, na_probs)
     for key, value in ref.items():
         assert abs(ours[key] - value) < 1e-9, (key, ours[key], value)
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
@@ -354,7 +397,9 @@ def test_scorer_cli_equals_official(tmp_path, data_dir, version, with_na_probs):
         ref, metric = ref_v1(dataset["data"], preds), "squad"
     else:
         ref, metric = ref_v2(dataset["data"], preds, na_probs if with_na_probs else None), "squad_v2"
-    assert printed.pop("metric") == metric and printed.keys() == ref.keys()
+    assert printed.pop("metric") == metric and printed.keys() == ref.keys() | (REACHED if with_na_probs else set())
+    if with_na_probs:
+        assert_reached(printed, dataset["data"], preds, na_probs)
     for key, value in ref.items():
         assert abs(printed[key] - value) < 1e-9, (key, printed[key], value)
     total = sum(len(p["qas"]) for article in dataset["data"] for p in article["paragraphs"])

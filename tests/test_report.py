@@ -298,20 +298,93 @@ def chinese(tmp_path_factory):
 
 # --- scoring and statistics -----------------------------------------------------------------------
 
-@pytest.mark.parametrize("source,v2", [("squad_v1.1/dev.json", False), ("fixtures/squad_v2_small.json", True),
-                                       ("cmrc", False)])
-def test_question_scores_average_to_the_runs_metric(tmp_path, source, v2):
-    """Per-question EM/F1 are the run's metric question by question: their means are the results
-    file's figures (computed by jaxqa.metrics as the trainer does), for v1.1, v2.0 and CMRC."""
+# --- the official CMRC 2018 scorer's definitions (cmrc2018_evaluate.py), written out plainly ---------
+CMRC_SP_CHAR = ["-", ":", "_", "*", "^", "/", "\\", "~", "`", "+", "=", "，", "。", "：", "？", "！", "“", "”", "；",
+                "’", "《", "》", "……", "·", "、", "「", "」", "（", "）", "－", "～", "『", "』"]
+
+
+def cmrc_segments(text):
+    """mixed_segmentation(text, rm_punc=True): Chinese characters (U+4E00-U+9FA5) one by one, the runs
+    between them by nltk.word_tokenize, stood in for by its result on these texts (words, numbers with
+    their decimals, every other mark a token: nltk is not installed here)."""
+    segments, run = [], ""
+    for ch in str(text).lower().strip():
+        if ch in CMRC_SP_CHAR:
+            continue
+        if re.search("[\u4e00-\u9fa5]", ch):
+            segments += re.findall(r"\d+(?:[.,]\d+)*|\w+|[^\w\s]", run) + [ch]
+            run = ""
+        else:
+            run += ch
+    return segments + re.findall(r"\d+(?:[.,]\d+)*|\w+|[^\w\s]", run)
+
+
+def cmrc_official(golds, prediction):
+    """calc_em_score and calc_f1_score: EM on the texts without CMRC_SP_CHAR, F1 on the longest common
+    contiguous run of segments (find_lcs), each the max over the gold answers."""
+    def strip(text):
+        return "".join(ch for ch in str(text).lower().strip() if ch not in CMRC_SP_CHAR)
+
+    def f1(gold):
+        a, b = cmrc_segments(gold), cmrc_segments(prediction)
+        table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+        for i in range(len(a)):
+            for j in range(len(b)):
+                if a[i] == b[j]:
+                    table[i + 1][j + 1] = table[i][j] + 1
+        run = max(map(max, table))
+        return 0 if run == 0 else 2 * (run / len(b)) * (run / len(a)) / (run / len(b) + run / len(a))
+
+    return float(any(strip(g) == strip(prediction) for g in golds)), max(map(f1, golds))
+
+
+def official_question_scores(metric, predictions, gold):
+    """Per question (EM, F1) by the official scripts' definitions (test_metrics' SQuAD references, the
+    CMRC 2018 ones above), never by jaxqa.metrics; a question without a prediction scores 0."""
+    from test_metrics import ref_f1_v1, ref_f1_v2, ref_normalize
+
+    scores = []
+    for qid, golds in gold.items():
+        p = predictions.get(qid)
+        if p is None:
+            scores.append((0.0, 0.0))
+        elif metric == "cmrc":
+            scores.append(cmrc_official(golds, p))
+        elif metric == "squad":
+            scores.append((max(float(ref_normalize(p) == ref_normalize(g)) for g in golds),
+                           max(ref_f1_v1(p, g) for g in golds)))
+        else:  # v2.0: golds normalising to nothing count only when all do; none at all is "no answer"
+            kept = [g for g in golds if ref_normalize(g)] or [""]
+            scores.append((max(float(ref_normalize(p) == ref_normalize(g)) for g in kept),
+                           max(ref_f1_v2(g, p) for g in kept)))
+    return np.array(scores).T
+
+
+# jaxqa's CMRC metric is CMRC 2018-style, not the official scorer: it drops all punctuation (the
+# official one keeps marks outside CMRC_SP_CHAR as segments: ", ', <) and splits 0.304 in two.
+CMRC_DIFFERS = {"TRIAL_154_QUERY_4", "TRIAL_662_QUERY_2", "TRIAL_898_QUERY_0", "TRIAL_898_QUERY_3"}
+
+
+@pytest.mark.parametrize("source,metric", [("squad_v1.1/dev.json", "squad"), ("fixtures/squad_v2_small.json", "squad_v2"),
+                                           ("cmrc", "cmrc")])
+def test_question_scores_equal_the_official_scorers(tmp_path, source, metric):
+    """Per-question EM/F1 equal the official scripts' per question (v1.1, v2.0; CMRC 2018 but for the
+    questions listed in CMRC_DIFFERS, where jaxqa's style parts from it), and average to the results
+    file's figures."""
     data = chinese_data(tmp_path / "zh.json") if source == "cmrc" else DATA / source
-    out = build_output_dir(tmp_path / "run", data, 150, v2=v2)
+    out = build_output_dir(tmp_path / "run", data, 150, v2=metric == "squad_v2")
     run = load_run(out)
     results = json.loads((out / "eval_results.json").read_text())
-    em_key = "exact" if v2 else "exact_match"
-    assert run.metric == results["metric"]
+    assert run.metric == results["metric"] == metric
+    em, f1 = official_question_scores(run.metric, run.predictions, run.gold)
+    differs = {q for q, a, b, c, d in zip(run.examples.ids, run.em, em, run.f1, f1) if abs(a - b) + abs(c - d) > 1e-12}
+    assert differs == (CMRC_DIFFERS if source == "cmrc" else set())
+    same = np.array([q not in differs for q in run.examples.ids])
+    assert run.em[same].tolist() == pytest.approx(em[same].tolist(), abs=1e-12)
+    assert run.f1[same].tolist() == pytest.approx(f1[same].tolist(), abs=1e-12)
     assert 100 * run.f1.mean() == pytest.approx(results["f1"], abs=1e-9)
-    assert 100 * run.em.mean() == pytest.approx(results[em_key], abs=1e-9)
-    assert 0 < run.f1.mean() < 1 and ((run.f1 > 0) & (run.f1 < 1)).any()  # partial overlaps exist
+    assert 100 * run.em.mean() == pytest.approx(results["exact" if metric == "squad_v2" else "exact_match"], abs=1e-9)
+    assert 0 < f1.mean() < 1 and ((f1 > 0) & (f1 < 1)).any() and 0 < em.sum() < len(em)  # partial overlaps exist
 
 
 def test_bootstrap_of_identical_runs_is_zero_with_zero_width():
@@ -344,13 +417,19 @@ def test_bootstrap_finds_a_known_shift_and_not_a_null_one():
     assert paired_bootstrap(a, b) == shift and paired_bootstrap(a, b, seed=5) != shift
 
 
-def test_outcome_counts_add_up_to_the_questions():
-    rng = np.random.default_rng(3)
-    a, b = rng.random(1000) < 0.6, rng.random(1000) < 0.4
-    counts = outcomes(a, b)
-    assert sum(counts.values()) == 1000
-    assert counts["fixed"] == int((~a & b).sum()) and counts["broken"] == int((a & ~b).sum())
-    assert counts["both_right"] + counts["broken"] == a.sum() and counts["both_right"] + counts["fixed"] == b.sum()
+def test_outcome_counts_of_a_known_pair_of_runs():
+    """Ten questions, counted by hand: A right on q0-q2, B on q0 and q3-q5 -> both right 1 (q0), broken 2
+    (q1, q2), fixed 3 (q3-q5), both wrong 4 (q6-q9); right means exact match 1, whatever the F1."""
+    em_a = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0, 0], float)
+    em_b = np.array([1, 0, 0, 1, 1, 1, 0, 0, 0, 0], float)
+    expected = {"fixed": 3, "broken": 2, "both_right": 1, "both_wrong": 4}
+    assert outcomes(em_a == 1, em_b == 1) == expected
+    f1_a, f1_b = np.where(em_a == 1, 1.0, 0.9), np.where(em_b == 1, 1.0, 0.5)  # a high F1 is not right
+    result = compare_scores(em_a, f1_a, em_b, f1_b)
+    assert result["outcomes"] == expected
+    assert (result["exact_match"]["a"], result["exact_match"]["b"]) == (pytest.approx(30.0), pytest.approx(40.0))
+    assert (result["f1"]["a"], result["f1"]["b"], result["f1"]["delta"]) == (pytest.approx(93.0), pytest.approx(70.0),
+                                                                            pytest.approx(-23.0))
 
 
 def test_question_types_english_and_chinese():
@@ -514,25 +593,78 @@ def test_compare_cli_and_page(browser, english, tmp_path, capsys):
     assert "not evaluated on the same questions" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("value,shown", [(5, "5"), (None, "null"), (["Denver"], '["Denver"]')])
+def test_report_and_compare_refuse_predictions_that_are_not_text(tmp_path, capsys, value, shown):
+    """A prediction that is not a string stops `report` and `compare` with one line naming the file and
+    the question (exit 2), as `python -m jaxqa.evaluate` does: the same check."""
+    from jaxqa import evaluate
+    from jaxqa.__main__ import main
+
+    good = build_output_dir(tmp_path / "good", DATA / "squad_v1.1/dev.json", 8, windows=False)
+    bad = build_output_dir(tmp_path / "bad", DATA / "squad_v1.1/dev.json", 8, windows=False)
+    predictions = json.loads((bad / "predictions.json").read_text())
+    qid = list(predictions)[3]
+    _write(bad / "predictions.json", {**predictions, qid: value})
+    line = (f"jaxqa: error: {bad / 'predictions.json'}: question {qid!r} has {shown}, not a str; a predictions file "
+            "must be one JSON object mapping question id -> str")
+    for argv in (["report", str(bad)], ["compare", str(good), str(bad), "--no_page"],
+                 ["compare", str(bad / "predictions.json"), str(good), "--no_page"]):
+        assert main(argv) == 2, argv
+        assert capsys.readouterr().err.strip().splitlines() == [line], argv
+    assert not (bad / "eval_report.html").exists()
+    assert evaluate.main([str(DATA / "squad_v1.1/dev.json"), str(bad / "predictions.json")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [line]
+
+
+# A v2.0 run on eight questions, by hand: (id, gold, best span, null odds). Odds overlap (unanswerable
+# q3/q4 below answerable q8/q5) and tie (q2, q3 at 0.5); q7 has no prediction (0 at any threshold).
+V2_CONTEXT = "The Denver Broncos won Super Bowl 50 at Levi's Stadium in Santa Clara in February 2016."
+V2_RUN = [("q1", "Denver Broncos", "Denver Broncos", -2.0), ("q2", "Santa Clara", "Santa Clara", 0.5),
+          ("q3", None, "Levi's Stadium", 0.5), ("q4", None, "February 2016", 1.0),
+          ("q5", "February 2016", "Santa Clara", 3.0), ("q6", None, "Denver", 2.0),
+          ("q7", "Super Bowl 50", None, None), ("q8", "Santa Clara", "Clara in February", 1.5)]
+
+
 def test_squad_v2_page_threshold_curve_and_confusion(browser, tmp_path):
-    """v2.0: the F1-vs-threshold curve gives the results file's F1 at the chosen threshold and its
-    best_f1 at its best; the confusion counts add up; the page renders without errors."""
-    out = build_output_dir(tmp_path / "v2", DATA / "fixtures/squad_v2_small.json", 120, v2=True)
+    """v2.0, hand-computed. In odds order: q1 +1, q2 +1, q3 -1 (q2 and q3 tied at 0.5), q4 -1, q8 +0.4
+    (F1 of "Clara in February" on "Santa Clara": P 1/3, R 1/2), q6 -1, q5 0; abstaining everywhere
+    gets the 3 unanswerable right. Of 8 questions right: 3, 4, 5, 4, 3, 3.4, 2.4, 2.4. The best a
+    threshold reaches is 4 (at -2.0: 50%); 5 (62.5%, the official best_f1, at 0.5) would answer q2 but
+    not q3, which no threshold does. Chosen threshold 1.0: q1-q4 answer, 3 right (37.5%); the page's
+    confusion counts: HasAns 2 answered / 3 not (q5, q8 abstain, q7 missing), NoAns 2 / 1."""
+    qas = [{"id": q, "question": f"Question {q}?", "is_impossible": gold is None,
+            "answers": [] if gold is None else [{"text": gold, "answer_start": V2_CONTEXT.index(gold)}]}
+           for q, gold, _, _ in V2_RUN]
+    data = _write(tmp_path / "dev.json", {"version": "v2.0", "data": [{"title": "t", "paragraphs": [
+        {"context": V2_CONTEXT, "qas": qas}]}]})
+    out = tmp_path / "v2"
+    out.mkdir()
+    spans = {q: span for q, _, span, _ in V2_RUN if span is not None}
+    odds = {q: o for q, _, _, o in V2_RUN if o is not None}
+    _write(out / "span_predictions.json", spans)
+    _write(out / "null_odds.json", odds)
+    _write(out / "predictions.json", {q: "" if odds[q] > 1.0 else span for q, span in spans.items()})
+    gold = {q: [] if g is None else [g] for q, g, _, _ in V2_RUN}
+    _write(out / "eval_results.json", {"metric": "squad_v2", **metrics.squad_v2(spans, gold, odds, 1.0),
+                                       "null_score_diff_threshold": 1.0, "step": 10})
+    _write(out / "run_config.json", {"validation_file": str(data), "null_score_diff_threshold": 1.0})
+    _write(out / "windows.json", dict.fromkeys(odds, 1))
     run = load_run(out)
-    results = json.loads((out / "eval_results.json").read_text())
     curve = threshold_curve(run)
-    assert curve["chosen_f1"] == pytest.approx(results["f1"], abs=1e-9)
-    assert curve["best_f1"] == pytest.approx(results["best_f1"], abs=1e-9)
-    assert curve["best_f1"] == pytest.approx(max(curve["f1"]))
+    assert curve["thresholds"] == [-2.0, 0.5, 0.5, 1.0, 1.5, 2.0, 3.0]
+    assert curve["f1"] == pytest.approx([37.5, 50.0, 62.5, 50.0, 37.5, 42.5, 30.0, 30.0])
+    assert (curve["best"], curve["best_f1"]) == (-2.0, pytest.approx(50.0))
+    assert (curve["chosen"], curve["chosen_f1"]) == (1.0, pytest.approx(37.5))
+    results = json.loads((out / "eval_results.json").read_text())  # jaxqa.metrics agrees
+    assert (results["f1"], results["best_f1"], results["best_f1_thresh"]) == (pytest.approx(37.5), pytest.approx(62.5),
+                                                                             0.5)
+    assert (results["best_f1_reached"], results["best_f1_reached_thresh"]) == (pytest.approx(50.0), -2.0)
     browser.open(write_report(out))
     assert browser.errors == []
     counts = browser.js("[...document.querySelectorAll('.conf tr')].slice(1, 3).map(r => [...r.querySelectorAll('td')]"
                         ".slice(0, 2).map(td => parseInt(td.textContent)))")
-    has_answer = np.array([bool(g) for g in run.examples.answer_texts])
-    answered = np.array([bool(run.predictions.get(q)) for q in run.examples.ids])
-    assert counts == [[int((has_answer & answered).sum()), int((has_answer & ~answered).sum())],
-                      [int((~has_answer & answered).sum()), int((~has_answer & ~answered).sum())]]
-    assert sum(map(sum, counts)) == len(run.examples)
+    assert counts == [[2, 3], [2, 1]]
+    assert "(2 exact)" in browser.js("document.querySelector('.conf').textContent")
     assert browser.js("[...document.querySelectorAll('svg.chart')].some(s => /threshold/.test(s.textContent))")
 
 

@@ -240,8 +240,12 @@ def test_two_processes_train_like_one(tmp_path, bert64_dir, data_dir):
     assert "after fine-tuning" in outputs[0][0] and "after fine-tuning" not in outputs[1][0]
     assert not re.search(r"INFO jaxqa", outputs[1][1])
     for name in ("predictions.json", "eval_results.json"):
-        assert json.loads((tmp_path / "one" / name).read_text()) | {"eval_seconds": 0} == \
-            json.loads((tmp_path / "two" / name).read_text()) | {"eval_seconds": 0}
+        # the no-answer threshold jaxqa saves sits 1 below the lowest odds here, which the two meshes'
+        # float32 sums give 3e-8 apart: the one figure compared to a tolerance
+        first, second = ({**json.loads((tmp_path / run / name).read_text()), "eval_seconds": 0} for run in ("one", "two"))
+        threshold = first.pop("best_f1_reached_thresh", None)
+        assert threshold == pytest.approx(second.pop("best_f1_reached_thresh", None), abs=1e-6)
+        assert first == second
     from safetensors.numpy import load_file
 
     a, b = load_file(tmp_path / "one/model/model.safetensors"), load_file(tmp_path / "two/model/model.safetensors")

@@ -106,6 +106,105 @@ def test_layerwise_lr_decay_gives_each_layer_its_hand_computed_rate(tiny_bert_di
     assert seen == set(expected)
 
 
+# README's table ("Getting the most out of small data"): per part of the packaged 6-layer MiniLM, the
+# exponent of D, then the learning-rate factor at D = 0.8 under jaxqa's rule and under ELECTRA's.
+LAYERWISE_TABLE = {"QA head": (0, 1, 1), "layer 5 (top)": (1, 0.8, 0.64), "layer 4": (2, 0.64, 0.512),
+                   "layer 3": (3, 0.512, 0.4096), "layer 2": (4, 0.4096, 0.32768), "layer 1": (5, 0.32768, 0.262144),
+                   "layer 0 (bottom)": (6, 0.262144, 0.2097152), "embeddings": (7, 0.2097152, 0.16777216)}
+
+
+def test_layerwise_lr_decay_is_readmes_table_for_the_packaged_minilm():
+    """README documents the rule as a table of literal factors (ELECTRA's beside jaxqa's); every parameter
+    of the packaged MiniLM gets, at D = 0.8, the jaxqa factor of its row."""
+    import re
+
+    from conftest import ROOT
+    from flax import nnx
+
+    from jaxqa import weights
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^  \| ([a-zA-Z][^|]*?) \| (\d+) \| ([\d.]+) \| ([\d.]+) \|$", readme, re.M)
+    assert {row[0]: tuple(float(x) for x in row[1:]) for row in rows} == LAYERWISE_TABLE
+    config = weights.load_config(weights.resolve_model_dir(None))
+    assert config.num_distinct_layers == 6
+    _, params = nnx.split(nnx.eval_shape(lambda: train_state.build_model(config)), nnx.Param)
+    factors = jax.tree_util.tree_map_with_path(lambda path, _: train_state.layer_lr_scale(path, 6, 0.8), params)
+    seen = set()
+    for path, factor in nnx.to_flat_state(factors):
+        where = "/".join(map(str, path))
+        part = ("QA head" if path[0] == "qa_outputs" else "embeddings" if "layers" not in path
+                else next(row for row in LAYERWISE_TABLE if row.split(" (")[0] == f"layer {path[2]}"))
+        seen.add(part)
+        np.testing.assert_allclose(factor.get_value(), LAYERWISE_TABLE[part][1], rtol=1e-12, err_msg=where)
+    assert seen == set(LAYERWISE_TABLE)
+
+
+def test_adafactor_gets_adamws_learning_rate_and_weight_decay(tiny_bert_dir):
+    """--adafactor as Hugging Face's Trainer builds it: with zero gradients only the decoupled weight
+    decay moves a matrix, by -lr x wd x p (biases and LayerNorm not at all); with gradients of one every
+    parameter moves by -lr (the normalised update is 1) plus that decay, a zero-initialised bias included
+    (optax.adafactor's defaults: -wd x p whatever the rate, and a zero bias at lr x 1e-3)."""
+    from flax import nnx
+
+    cfg = dataclasses.replace(OPT, adafactor=True, weight_decay=0.01, max_grad_norm=0.0)
+    state = train_state.create_train_state(cfg, tiny_bert_dir, total_steps=10)
+    params = dict(nnx.to_flat_state(state.params))
+    for gradient in (0.0, 1.0):
+        grads = jax.tree.map(lambda p, g=gradient: jnp.full_like(p, g), state.params)
+        updates, _ = jax.jit(state.tx.update)(grads, state.opt_state, state.params)
+        for path, update in nnx.to_flat_state(updates):
+            decay = 0.0 if path[-1] in ("bias", "scale") else 0.01
+            expected = -3e-4 * (gradient + decay * np.asarray(params[path].get_value()))
+            np.testing.assert_allclose(np.asarray(update.get_value()), expected, rtol=1e-5, atol=1e-12,
+                                       err_msg=f"{'/'.join(map(str, path))}, gradients {gradient}")
+
+
+def test_adafactor_steps_as_hugging_faces_adafactor():
+    """Three steps on a 2 x 2 matrix and a bias against transformers' Adafactor(scale_parameter=False,
+    relative_step=False) at the same rates (0.1, 0.075, 0.05), weight decay 0.5 on the matrix only. The
+    first step by hand: G = [[1, 2], [3, 4]] has squared row means (2.5, 12.5), column means (5, 10), mean
+    7.5, so its factored normalised update is G x sqrt(7.5 / (row x column)) = [[sqrt(.6), 2 sqrt(.3)],
+    [3 sqrt(.12), 4 sqrt(.06)]] (RMS sqrt(.96) < 1: not clipped) and the matrix becomes 0.95 p - 0.1 x that;
+    the bias's gradient [1, -3] normalises to [1, -1]."""
+    import optax
+    from conftest import require
+
+    torch = require("torch")
+    from transformers.optimization import Adafactor
+
+    cfg = dataclasses.replace(OPT, adafactor=True, learning_rate=0.1, weight_decay=0.5, max_grad_norm=0.0)
+    tx, schedule = train_state.make_optimizer(cfg, total_steps=4)
+    params = {"dense": {"kernel": jnp.array([[1.0, -2.0], [0.5, 4.0]]), "bias": jnp.zeros(2)}}
+    gradients = [([[1.0, 2.0], [3.0, 4.0]], [1.0, -3.0]), ([[-1.0, 0.5], [2.0, 0.1]], [0.2, 5.0]),
+                 ([[0.3, -4.0], [1.0, 1.0]], [-2.0, 0.0])]
+    kernel, bias = (torch.nn.Parameter(torch.tensor(np.asarray(x))) for x in params["dense"].values())
+    reference = Adafactor([{"params": [kernel], "weight_decay": 0.5}, {"params": [bias], "weight_decay": 0.0}],
+                          lr=0.1, scale_parameter=False, relative_step=False, warmup_init=False)
+    opt_state = tx.init(params)
+    for step, (g_kernel, g_bias) in enumerate(gradients):
+        grads = {"dense": {"kernel": jnp.array(g_kernel), "bias": jnp.array(g_bias)}}
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        for group in reference.param_groups:
+            group["lr"] = float(schedule(step))
+        kernel.grad, bias.grad = torch.tensor(g_kernel), torch.tensor(g_bias)
+        reference.step()
+        if step == 0:
+            np.testing.assert_allclose(params["dense"]["kernel"], [[0.87254033, -2.00954451], [0.37107695, 3.70202041]],
+                                       rtol=1e-6)
+            np.testing.assert_allclose(params["dense"]["bias"], [-0.1, 0.1], rtol=1e-6)
+        np.testing.assert_allclose(params["dense"]["kernel"], kernel.detach().numpy(), rtol=1e-5, err_msg=step)
+        np.testing.assert_allclose(params["dense"]["bias"], bias.detach().numpy(), rtol=1e-5, err_msg=step)
+
+
+def test_warmup_ratio_rounds_up_as_hugging_face_does():
+    """1,674 steps at --warmup_ratio 0.1: Hugging Face warms up for ceil(167.4) = 168 steps, so the rate
+    is still rising at step 167 and peaks at step 168."""
+    _, schedule = train_state.make_optimizer(dataclasses.replace(OPT, warmup_ratio=0.1), total_steps=1674)
+    np.testing.assert_allclose([float(schedule(s)) for s in (167, 168)], [3e-4 * 167 / 168, 3e-4], rtol=1e-6)
+
+
 def test_ema_follows_the_weights_and_is_what_evaluates_and_exports(tiny_bert_dir, data_dir, tmp_path):
     """Moving-average decay min(0.9, (1 + t) / (10 + t)): 2/11 after the first update, 3/12 after the second."""
     from flax import nnx

@@ -77,6 +77,10 @@ HF_FLAX_RUN_QA_COMMAND = [
 def test_hugging_face_flax_run_qa_flags_mean_the_same_here():
     """A full Hugging Face command line: every flag lands in the field of that name with HF's value and
     type; booleans read as HF reads them; the flags whose effect is jaxqa's own act as HF's do."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
     from jaxqa import train_state
 
     accepted = {action.dest for action in build_parser()._actions}
@@ -104,6 +108,21 @@ def test_hugging_face_flax_run_qa_flags_mean_the_same_here():
     assert config.bucket is None and parse_config(["--do_train"])[0].bucket is not None
     _, schedule = train_state.make_optimizer(config, total_steps=1100)
     assert [float(schedule(s)) for s in (0, 50, 100, 600, 1100)] == pytest.approx([0, 1.5e-5, 3e-5, 1.5e-5, 0])
+    # --adafactor --learning_rate 3e-5 --weight_decay 0.01 steps as Hugging Face's Adafactor(scale_parameter=False,
+    # relative_step=False): the decay is decoupled and scaled by the rate (zero gradients at step 50, rate
+    # 1.5e-5: a matrix of 2s moves by -1.5e-5 x 0.01 x 2, a bias not at all); at the peak (step 100) gradients
+    # of one, after 100 steps of none, normalise to 101^0.4 and are clipped to RMS 1: -3e-5 x (1 + 0.01 x 2).
+    tx, _ = train_state.make_optimizer(config, total_steps=1100)
+    params = {"dense": {"kernel": jnp.full((2, 3), 2.0), "bias": jnp.zeros(3)}}
+    opt_state, update = tx.init(params), jax.jit(tx.update)
+    for step in range(101):
+        fill = 1.0 if step == 100 else 0.0
+        updates, opt_state = update(jax.tree.map(lambda p, f=fill: jnp.full_like(p, f), params), opt_state, params)
+        if step in (50, 100):
+            expected = [-3e-7, 0.0] if step == 50 else [-3.06e-5, -3e-5]
+            got = [np.asarray(updates["dense"][name]) for name in ("kernel", "bias")]
+            for name, value, want in zip(("kernel", "bias"), got, expected):
+                np.testing.assert_allclose(value, np.full_like(value, want), rtol=1e-5, err_msg=f"{name}, step {step}")
     assert [f.split(":")[0] for f in config.inert_flags()] == ["--trust_remote_code", "--preprocessing_num_workers"]
 
 
@@ -143,6 +162,82 @@ def test_config_file_gives_the_defaults_and_flags_override_it(tmp_path):
     recipe.write_text("do_train: true\nlearning_rat: 1e-4\n")
     with pytest.raises(ConfigError, match=f"^{re.escape(str(recipe))}: unknown setting\\(s\\) learning_rat; "):
         parse_config([str(recipe), "--seed", "7"])
+
+
+def test_config_file_values_are_checked_as_the_flags_are(tmp_path, capsys):
+    """A config file's value goes through its flag's type and choices, as the command line's text does: a
+    value the flag cannot take is one `jaxqa: error:` line naming the file and the flag (exit 2), never a
+    traceback later nor a run with a wrong value."""
+    from jaxqa.cli import main
+
+    refused = {  # file text -> the error after "FILE: "
+        "profile_steps: 615": "profile_steps: expected a string, got 615; quote it if it is text",
+        "mesh: 2": "mesh: expected a string, got 2; quote it if it is text",
+        "learning_rate: [1, 2]": "learning_rate: expected a number, got [1, 2]",
+        "per_device_train_batch_size: 8.5": "per_device_train_batch_size: expected an integer, got 8.5",
+        "do_train: 1": "do_train: expected true or false, got 1",
+        "train_file: 5": "train_file: expected a file name or a list of them, got 5; quote it if it is text",
+        "train_file: [a.json, 5]": 'train_file: expected a file name or a list of them, got ["a.json", 5]',
+        "max_seq_length: null": "max_seq_length: expected an integer, got null; leave the line out for the default",
+        "metric: no": "metric: expected one of auto, squad, squad_v2, cmrc, got false; quote it if it is text",
+        "do_eval: maybe": 'do_eval: expected true or false, got "maybe"',
+    }
+    path = tmp_path / "run.yaml"
+    for text, error in refused.items():
+        path.write_text(f"validation_file: dev.json\n{text}\n")
+        assert main([str(path)]) == 2, text
+        assert capsys.readouterr().err.strip().splitlines() == [f"jaxqa: error: {path}: {error}"]
+    as_json = tmp_path / "run.json"
+    for settings, error in [({"do_train": 1}, "do_train: expected true or false, got 1"),
+                            ({"per_device_train_batch_size": 8.5}, "per_device_train_batch_size: expected an "
+                                                                   "integer, got 8.5")]:
+        as_json.write_text(json.dumps(settings))
+        assert main([str(as_json)]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [f"jaxqa: error: {as_json}: {error}"]
+
+    # Well-typed values, YAML's and JSON's, read as the flags read them; 10:15 is no base-60 number here.
+    path.write_text("profile_steps: 10:15\nlearning_rate: 4.0e-4\nadam_epsilon: 1e-6\nnum_train_epochs: 2\n"
+                    "do_train: yes\ndo_eval: 'false'\ntrain_file: [a.json, b.json]\nsave_total_limit: null\n"
+                    "metric: squad_v2\nmesh: 'data=2'\nnull_score_diff_threshold: -1\n")
+    assert parse_config([str(path)])[0] == RunConfig(
+        profile_steps="10:15", learning_rate=4e-4, adam_epsilon=1e-6, num_train_epochs=2.0, do_train=True,
+        do_eval=False, train_file="a.json,b.json", save_total_limit=None, metric="squad_v2", mesh="data=2",
+        null_score_diff_threshold=-1.0)
+    as_json.write_text(json.dumps({"per_device_train_batch_size": 16, "warmup_ratio": 0, "do_train": True,
+                                   "train_file": ["a.json"], "eval_steps": None}))
+    config = parse_config([str(as_json)])[0]
+    assert config == RunConfig(per_device_train_batch_size=16, warmup_ratio=0.0, do_train=True, train_file="a.json")
+    assert type(config.warmup_ratio) is float
+
+
+def test_none_unsets_a_number_a_config_file_sets(tmp_path):
+    """--save_total_limit none (as the help offers), --eval_steps none, --early_stopping_patience none: a
+    recipe's value is overridden on the command line back to None (keep all, no evaluations, never stop)."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("do_train: true\ndo_eval: true\nsave_total_limit: 3\neval_steps: 10\n"
+                      "early_stopping_patience: 2\nmax_eval_samples: 100\nnull_score_diff_threshold: 0.5\n")
+    kept = parse_config([str(recipe)])[0]
+    assert (kept.save_total_limit, kept.eval_steps, kept.early_stopping_patience) == (3, 10, 2)
+    config = parse_config([str(recipe), "--save_total_limit", "none", "--eval_steps", "None", "--early_stopping_patience",
+                           "NONE", "--max_eval_samples", "none", "--null_score_diff_threshold", "none"])[0]
+    assert config == RunConfig(do_train=True, do_eval=True, save_total_limit=None, eval_steps=None,
+                               early_stopping_patience=None, max_eval_samples=None, null_score_diff_threshold=None)
+
+
+def test_sizes_that_mean_nothing_are_refused_naming_the_flag():
+    """A negative --warmup_steps (it shifted the schedule), --max_train_samples 0 (it failed later as "no
+    window holds ...") and --max_eval_samples 0 (it scored 0 questions as F1 0.0) are refused before any work."""
+    from jaxqa.errors import ConfigError
+
+    base = ["--do_train", "--do_eval", "--train_file", "t.json", "--validation_file", "d.json", "--do_predict",
+            "--test_file", "p.json"]
+    for flags, error in [(["--warmup_steps", "-5"], "--warmup_steps must be >= 0 (0: --warmup_ratio decides), got -5"),
+                         (["--max_train_samples", "0"], "--max_train_samples must be positive (or none), got 0"),
+                         (["--max_eval_samples", "0"], "--max_eval_samples must be positive (or none), got 0"),
+                         (["--max_predict_samples", "-1"], "--max_predict_samples must be positive (or none), got -1")]:
+        with pytest.raises(ConfigError, match=f"^{re.escape(error)}$"):
+            parse_config(base + flags)[0].validate()
+    assert parse_config(base + ["--max_train_samples", "1", "--warmup_steps", "0"])[0].validate().max_train_samples == 1
 
 
 def test_train_file_takes_several_files_in_either_spelling():
@@ -209,7 +304,11 @@ def test_hugging_face_readme_command_runs_with_tensorboard_and_curves(tmp_path, 
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     losses = {r["step"]: r["loss"] for r in logged if "loss" in r}
     assert {e.step: pytest.approx(e.value) for e in events.Scalars("train/loss")} == losses
-    assert [(e.step, pytest.approx(e.value)) for e in events.Scalars("eval/f1")] == [(2, results["f1"])]
+    # --eval_steps 1000 as Hugging Face's Flax run_qa.py reads it: also at the end of every epoch, so step 1
+    # (epoch 1) is evaluated in the loop and step 2 (epoch 2) by the final evaluation
+    evals = {r["step"]: r["eval"]["f1"] for r in logged if "eval" in r}
+    assert sorted(evals) == [1, 2] and evals[2] == pytest.approx(results["f1"])
+    assert [(e.step, pytest.approx(e.value)) for e in events.Scalars("eval/f1")] == sorted(evals.items())
     png = out / "training_curves.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
@@ -239,16 +338,66 @@ def test_dataset_name_without_datasets_package_says_what_to_do(tmp_path, monkeyp
         hub.dataset_files(RunConfig(dataset_name="squad", do_train=True), tmp_path)
 
 
-def test_colab_notebook_runs_top_to_bottom_on_cpu(tmp_path):
+def test_two_processes_writing_the_same_dataset_name_file_do_not_break_each_other(tmp_path, monkeypatch):
+    """Each process of a multi-host run writes --dataset_name's split to the same output_dir/hub_data file
+    (a shared filesystem). A second writer starting while the first is half-way must not take the first's
+    temporary for a killed writer's leftover and delete it (the first then failed): both end, the file whole."""
+    import types
+
+    from jaxqa import hub
+    from jaxqa.config import RunConfig
+
+    records = [{"id": f"q{i}", "question": "Who?", "context": "Ann did.", "answers": {"text": ["Ann"],
+                "answer_start": [0]}} for i in range(2)]
+    config, writers, other_writer = RunConfig(dataset_name="squad", do_train=True), [], []
+
+    class Split:
+        def __len__(self):
+            return len(records)
+
+        def to_json(self, path, force_ascii):
+            with open(path, "w") as file:
+                file.write(json.dumps(records[0]) + "\n")
+                writers.append(path)
+                if len(writers) == 1:  # the other process writes the same file meanwhile
+                    other_writer.append(hub.dataset_files(config, tmp_path))
+                file.write(json.dumps(records[1]) + "\n")
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=lambda *args, **kw: Split()))
+    path = tmp_path / "hub_data/train.jsonl"
+    assert hub.dataset_files(config, tmp_path) == other_writer[0] == {"train_file": str(path)}
+    assert [json.loads(line) for line in path.read_text().splitlines()] == records
+    assert [p.name for p in path.parent.iterdir()] == ["train.jsonl"]  # no temporary left behind
+
+
+def test_colab_notebook_runs_top_to_bottom_on_two_cpu_devices(tmp_path, monkeypatch):
+    """notebooks/colab_tpu.ipynb top to bottom, once, in a kernel with 2 fake CPU devices (its TPU path
+    trains on a mesh of 8): it trains, evaluates, exports, draws the curves, and `trainer.answerer()`
+    answers with the parameters where training left them, on the run's mesh, as the exported model
+    answers on one device."""
     nbformat, nbclient = require("nbformat"), require("nbclient")
     notebook = nbformat.read(ROOT / "notebooks/colab_tpu.ipynb", as_version=4)
+    cell = notebook.cells[-2].source  # the answerer cell, as the notebook has it
+    assert cell.startswith("qa = trainer.answerer()\n")
+    ask = cell[cell.index("answer = qa("):cell.index("print(answer)")]
+    # Then the same question to the exported model, on one device (QuestionAnswerer's default).
+    notebook.cells.append(nbformat.v4.new_code_cell(
+        "import json\nfrom jaxqa.answer import QuestionAnswerer\n"
+        "qa = QuestionAnswerer.from_pretrained('jaxqa_notebook_run/model')\n"
+        f"on_two = answer\n{ask}print('ANSWERS', json.dumps([dict(trainer.mesh.shape), on_two, answer]))"))
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")  # the kernel's JAX starts with it
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
     printed = "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
                       for o in cell.get("outputs", []))
-    assert "CPU device(s)" in printed and "'f1':" in printed and "'answer':" in printed
+    assert "2 CPU device(s)" in printed and "'f1':" in printed and "'answer':" in printed
     assert (tmp_path / "jaxqa_notebook_run/model/model.safetensors").is_file()
     assert (tmp_path / "jaxqa_notebook_run/training_curves.png").is_file()
+    mesh, two, one = json.loads(printed.split("ANSWERS ")[1].splitlines()[0])
+    assert mesh == {"data": 2, "fsdp": 1, "tensor": 1}
+    assert (two["answer"], two["start"], two["end"]) == (one["answer"], one["start"], one["end"]) and two["answer"]
+    assert abs(two["score"] - one["score"]) < 1e-4 and abs(two["probability"] - one["probability"]) < 1e-4, (two, one)
 
 
 def test_command_line_process_loads_tokenizers_without_pytorch(minilm_dir):
