@@ -1,4 +1,5 @@
-"""`python -m jaxqa`: the run flags (as run_qa.py), or a subcommand: `answer`, `report`, `compare`."""
+"""`python -m jaxqa`: the run flags (as run_qa.py; or `train` and them), or a command: `answer`, `evaluate`,
+`report`, `compare` (`python -m jaxqa --help` lists them)."""
 
 import sys
 
@@ -6,4 +7,4 @@ from jaxqa.cli import keep_pytorch_out, main
 
 if __name__ == "__main__":
     keep_pytorch_out()
-    sys.exit(main())
+    sys.exit(main(prog="python -m jaxqa"))

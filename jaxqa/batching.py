@@ -5,6 +5,10 @@ tokens; a batch is cut to its bucket's length. The number of distinct shapes, he
 programs, is at most max_seq_length / bucket_width. Rows of a short last batch are filled with
 index -1: they get weight 0 in the loss and dropped from predictions, so every feature
 counts exactly once and nothing is silently discarded.
+
+Answering a few questions (`QuestionAnswerer`) buckets the batch's rows the same way: a short batch
+is cut to the smallest of min_rows, 2 min_rows, 4 min_rows, ..., batch_size that holds it, so one
+question runs a one-row program instead of a full batch of filler (`plan_batches(min_rows=...)`).
 """
 
 from __future__ import annotations
@@ -27,9 +31,22 @@ def bucket_lengths(lengths: np.ndarray, max_seq_length: int, bucket_width: int |
     return np.minimum(-(-lengths // bucket_width) * bucket_width, max_seq_length).astype(np.int64)
 
 
+def batch_rows(n: int, batch_size: int, min_rows: int) -> int:
+    """Rows of the batch that holds `n` (<= batch_size) features: the smallest min_rows * 2**k (or
+    batch_size) that holds them. On a mesh, `min_rows` is the devices a batch is split over, so
+    every bucket divides among them."""
+    rows = min_rows
+    while rows < n:
+        rows *= 2
+    return min(rows, batch_size)
+
+
 def plan_batches(lengths: np.ndarray, batch_size: int, *, max_seq_length: int,
-                 bucket_width: int | None = 64, rng: np.random.Generator | None = None) -> list[Batch]:
+                 bucket_width: int | None = 64, rng: np.random.Generator | None = None,
+                 min_rows: int | None = None) -> list[Batch]:
     """All batches of one pass. With `rng`, rows are shuffled within buckets and batches across them.
+    With `min_rows`, the last batch of each length bucket is cut to `batch_rows` rows instead of
+    `batch_size` (a few questions run small programs; each row bucket is one more program to compile).
 
     The number of batches does not depend on the shuffle, so a learning-rate schedule can be
     computed from it before training.
@@ -40,9 +57,12 @@ def plan_batches(lengths: np.ndarray, batch_size: int, *, max_seq_length: int,
         rows = np.flatnonzero(padded == seq_len)
         if rng is not None:
             rows = rng.permutation(rows)
-        filler = -len(rows) % batch_size
-        rows = np.concatenate([rows, np.full(filler, -1, dtype=rows.dtype)])
-        batches += [Batch(chunk, int(seq_len)) for chunk in rows.reshape(-1, batch_size)]
+        full, rest = divmod(len(rows), batch_size)
+        batches += [Batch(chunk, int(seq_len)) for chunk in rows[: full * batch_size].reshape(-1, batch_size)]
+        if rest:
+            size = batch_size if min_rows is None else batch_rows(rest, batch_size, min_rows)
+            batches.append(Batch(np.concatenate([rows[full * batch_size:], np.full(size - rest, -1, rows.dtype)]),
+                                 int(seq_len)))
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches

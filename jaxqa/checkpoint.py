@@ -269,9 +269,12 @@ class CheckpointPolicy:
 
     # --- during training ----------------------------------------------------------------------
     def due(self, step: int, total_steps: int, *, evaluated: bool, stopping: bool) -> bool:
-        """Save every --save_steps, at the last step, after an evaluation (its metrics pick the best) and
-        when stopping."""
-        return evaluated or stopping or itstime(step, self.config.save_steps, total_steps)
+        """Save as --save_strategy says (steps: every --save_steps and at the last step; epoch: at each
+        epoch's end and the last step; no: never on a schedule), and always after an evaluation (its metrics
+        pick the best) and when stopping."""
+        strategy = self.config.save_strategy
+        every = self.config.save_steps if strategy == "steps" else self.position.steps_per_epoch
+        return evaluated or stopping or (strategy != "no" and itstime(step, every, total_steps))
 
     def save(self, step: int, state, step_metrics, evaluation: dict | None, *, evaluation_owed: bool = False) -> None:
         """An asynchronous checkpoint of this step, never of a diverged state (the one host sync at saves;

@@ -10,18 +10,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import json
 import logging
 import os
 import signal
 import sys
+import textwrap
 import threading
 import typing
 from pathlib import Path
 
 from jaxqa import atomic, metrics
-from jaxqa.config import RunConfig, default_run
-from jaxqa.errors import ConfigError, Interrupted, JaxqaError
+from jaxqa.config import GROUPS, RunConfig, default_run
+from jaxqa.errors import ConfigError, DataError, Interrupted, JaxqaError
 
 _TRUE, _FALSE = {"true", "t", "1", "yes", "y"}, {"false", "f", "0", "no", "n"}  # what Hugging Face's parser takes
 
@@ -58,17 +60,64 @@ class _JoinFiles(argparse.Action):
         setattr(namespace, self.dest, ",".join(values))
 
 
-def build_parser(*, given_only: bool = False) -> argparse.ArgumentParser:
-    """The flags of RunConfig. `given_only`: no defaults (argparse.SUPPRESS), so that parsing returns only
-    the flags on the command line."""
-    parser = argparse.ArgumentParser(
-        prog="run_qa.py", description="Fine-tune and evaluate an extractive QA model (SQuAD format) in JAX.",
-        usage="%(prog)s [CONFIG.yaml|CONFIG.json] [--flag value ...]",
-        epilog="With no data or model flags (--train_file, --validation_file, --test_file, --dataset_name, "
-               "--model_name_or_path, --config_name): the default job, fine-tuning the packaged MiniLM on the "
-               "bundled SQuAD sample, with the other flags given. A config file's settings are the defaults of "
-               "the flags that follow it.",
+# The commands of `python -m jaxqa` (and of run_qa.py, jaxqa), one line each for --help. No command: train.
+COMMANDS = {
+    "train": "fine-tune and/or evaluate: the flags below, as Hugging Face's run_qa.py takes them (default)",
+    "answer": "answer questions from a passage with a fine-tuned model (JSON out)",
+    "evaluate": "score a predictions file against SQuAD-format data, as the official SQuAD scripts do",
+    "report": "write eval_report.html: error analysis of a run's evaluation",
+    "compare": "is run B better than run A? EM/F1 deltas with a paired bootstrap interval, and a page",
+}
+
+# Hugging Face Trainer flags without a setting of their own here: {name: (group, help)}. `hf_equivalents`
+# turns them into jaxqa's settings, or refuses them with the flag to use.
+HF_ALIASES = {
+    "bf16": ("speed", "Hugging Face's spelling of --dtype bfloat16"),
+    "fp16": ("speed", "refused: float16 training needs loss scaling, which jaxqa does not do; use --bf16 "
+                      "(= --dtype bfloat16), which needs none"),
+    "logging_dir": ("output", "refused: TensorBoard event files go to OUTPUT_DIR/tensorboard; choose --output_dir"),
+}
+RENAMED = {"evaluation_strategy": "eval_strategy"}  # Hugging Face's older spellings, accepted as the new
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an unknown flag is answered with the closest known one (a mistyped or foreign flag
+    otherwise gets "unrecognized arguments" and nothing to go on)."""
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, extra = self.parse_known_args(args, namespace)
+        if extra:
+            self.error(f"unrecognized arguments: {' '.join(extra)}{closest_flags(extra, self._option_string_actions)}")
+        return namespace
+
+
+def closest_flags(extra: list[str], known) -> str:
+    """`; did you mean --learning_rate?` for the unknown flags among `extra` that resemble a known one."""
+    flags = [token.split("=", 1)[0] for token in extra if token.startswith("--")]
+    hints = [f"{match[0]} for {flag}" if len(flags) > 1 else match[0] for flag in flags
+             if (match := difflib.get_close_matches(flag, list(known), n=1, cutoff=0.75))]
+    return f" (did you mean {', '.join(hints)}?)" if hints else ""
+
+
+def build_parser(*, given_only: bool = False, prog: str = "run_qa.py") -> argparse.ArgumentParser:
+    """The flags of RunConfig, in the sections of config.GROUPS, and the Hugging Face spellings of HF_ALIASES.
+    `given_only`: no defaults (argparse.SUPPRESS), so that parsing returns only the flags on the command line.
+    `prog`: the program's name in its help (run_qa.py, jaxqa, python -m jaxqa)."""
+    usage = "%(prog)s [CONFIG.yaml|CONFIG.json] [--flag value ...]"
+    description = "Fine-tune and evaluate an extractive QA model (SQuAD format) in JAX."
+    if not prog.endswith(" train"):  # the program itself: its commands too
+        usage = (f"%(prog)s [train] [CONFIG.yaml|CONFIG.json] [--flag value ...]\n       %(prog)s "
+                 f"{{{','.join(list(COMMANDS)[1:])}}} ...  (each with its own --help)")
+        description += "\n\ncommands:\n" + "\n".join(f"  {name:<9} {text}" for name, text in COMMANDS.items())
+    parser = _Parser(
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter, usage=usage, description=description,
+        epilog=textwrap.fill(
+            "With no data or model flags (--train_file, --validation_file, --test_file, --dataset_name, "
+            "--model_name_or_path, --config_name): the default job, fine-tuning the packaged MiniLM on the "
+            "bundled SQuAD sample, with the other flags given. A config file's settings are the defaults of "
+            "the flags that follow it.", 100),
     )
+    groups = {name: parser.add_argument_group(name, text) for name, text in GROUPS.items()}
     hints = typing.get_type_hints(RunConfig)
     for f in dataclasses.fields(RunConfig):
         kind = hints[f.name]
@@ -80,23 +129,52 @@ def build_parser(*, given_only: bool = False) -> argparse.ArgumentParser:
             kwargs.update(choices=list(args))
         else:
             base = next((a for a in args if a is not type(None)), kind)
-            kwargs.update(type=_OrNone(base) if type(None) in args and base in (int, float) else base)
+            kwargs.update(type=_OrNone(base) if type(None) in args and base in (int, float) else base,
+                          metavar={int: "N", float: "X"}.get(base))
         if f.name == "train_file":
             kwargs.update(nargs="+", action=_JoinFiles, metavar="FILE")
-        parser.add_argument(f"--{f.name}", **kwargs)
+        old = [f"--{old}" for old, new in RENAMED.items() if new == f.name]
+        groups[f.metadata["group"]].add_argument(f"--{f.name}", *old, **kwargs)
+    for name, (group, text) in HF_ALIASES.items():  # never a default: only a flag given is converted
+        kwargs = dict(type=_bool, nargs="?", const=True) if name != "logging_dir" else dict(metavar="DIR")
+        groups[group].add_argument(f"--{name}", help=text, default=argparse.SUPPRESS, **kwargs)
     return parser
 
 
+def hf_equivalents(given: dict) -> dict:
+    """`given` settings with HF_ALIASES' flags turned into jaxqa's (--bf16 -> dtype bfloat16), or a
+    ConfigError naming the flag to use instead."""
+    given = dict(given)
+    bf16, fp16 = given.pop("bf16", False), given.pop("fp16", False)
+    if fp16:
+        raise ConfigError("--fp16: float16 training needs loss scaling, which jaxqa does not do; use --bf16 "
+                          "(= --dtype bfloat16: the same speed on GPUs and TPUs that have it, no loss scaling needed)")
+    if "logging_dir" in given:
+        raise ConfigError(f"--logging_dir {given['logging_dir']}: jaxqa writes TensorBoard event files to "
+                          "OUTPUT_DIR/tensorboard (tensorboard --logdir OUTPUT_DIR); drop --logging_dir and choose "
+                          "--output_dir")
+    if bf16:
+        if given.get("dtype", "bfloat16") != "bfloat16":
+            raise ConfigError(f"--bf16 means --dtype bfloat16, but --dtype {given['dtype']} is given too; pass one")
+        given["dtype"] = "bfloat16"
+    return given
+
+
 def flags_table() -> str:
-    """README's flag table, generated from the parser (a test keeps README in step with it)."""
-    rows = ["| flag | default | what it does |", "|---|---|---|"]
-    for action in build_parser()._actions:
-        if action.dest == "help":
+    """README's flag table, generated from the parser, one table per section of --help (a test keeps README
+    in step with it)."""
+    parts = []
+    for group in build_parser()._action_groups:
+        if group.title not in GROUPS:
             continue
-        choices = f" ({' / '.join(map(str, action.choices))})" if action.choices else ""
-        text = action.help.replace("|", "\\|")
-        rows.append(f"| `--{action.dest}` | {action.default!s} | {text}{choices} |")
-    return "\n".join(rows)
+        rows = [f"**{group.title}**: {group.description}", "", "| flag | default | what it does |", "|---|---|---|"]
+        for action in group._group_actions:
+            choices = f" ({' / '.join(map(str, action.choices))})" if action.choices else ""
+            text = action.help.replace("|", "\\|")
+            default = "" if action.default is argparse.SUPPRESS else action.default
+            rows.append(f"| {', '.join(f'`{o}`' for o in action.option_strings)} | {default!s} | {text}{choices} |")
+        parts.append("\n".join(rows))
+    return "\n\n".join(parts)
 
 
 def settings_from_file(path: Path) -> dict:
@@ -119,12 +197,14 @@ def settings_from_file(path: Path) -> dict:
             raise ConfigError(f"{path}: invalid JSON ({err})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config file must hold one object of flag names and values")
+    raw = {RENAMED.get(name, name): value for name, value in raw.items()}
     actions = {a.dest: a for a in build_parser()._actions}
-    unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(RunConfig)})
+    unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(RunConfig)} - set(HF_ALIASES))
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; see run_qa.py --help")
     optional = {name for name, kind in typing.get_type_hints(RunConfig).items() if type(None) in typing.get_args(kind)}
-    return {name: _file_value(path, actions[name], value, name in optional) for name, value in raw.items()}
+    return hf_equivalents({name: _file_value(path, actions[name], value, name in optional)
+                           for name, value in raw.items()})
 
 
 def _yaml_loader():
@@ -187,18 +267,38 @@ def config_from_file(path: Path) -> RunConfig:
     return RunConfig(**settings_from_file(path))
 
 
-def parse_config(argv: list[str]) -> tuple[RunConfig, dict | None]:
+def parse_config(argv: list[str], prog: str = "run_qa.py") -> tuple[RunConfig, dict | None]:
     """(config, overrides): `overrides` is None for a run of its own, or the flags given to the default job
     ({} for no arguments at all). A first argument ending in .json/.yaml/.yml is a config file whose
     settings the flags after it override."""
     path = Path(argv[0]) if argv[:1] and argv[0].endswith(CONFIG_SUFFIXES) and not argv[0].startswith("-") else None
     flags = argv[1:] if path else argv
-    given = vars(build_parser(given_only=True).parse_args(flags))  # only the flags on the command line
+    given = hf_equivalents(vars(build_parser(given_only=True, prog=prog).parse_args(flags)))  # only the flags given
     if path is not None:
-        return RunConfig(**{**settings_from_file(path), **given}), None
+        return with_model_window({**settings_from_file(path), **given}), None
     if not any(name in given for name in DATA_OR_MODEL_FLAGS):
         return dataclasses.replace(default_run(), **given), given
-    return RunConfig(**given), None
+    return with_model_window(given), None
+
+
+def with_model_window(given: dict) -> RunConfig:
+    """The run of the settings `given`. One that uses a model without training it (--do_eval, --do_predict)
+    windows as the model was trained, where its run saved how (`weights.SETTINGS_FILE`): each window setting
+    not given is the model's."""
+    config = RunConfig(**given)
+    if config.do_train or not config.model_name_or_path:
+        return config
+    from jaxqa import weights
+
+    if all(name in given for name in weights.WINDOW_SETTINGS) or not Path(config.model_name_or_path).is_dir():
+        return config  # (a Hub id is resolved later, by the run: parsing never goes to the network)
+    model_dir = weights.resolve_model_dir(config.model_name_or_path, config.cache_dir, revision=config.model_revision,
+                                          token=config.token)
+    saved = {name: value for name, value in weights.saved_settings(model_dir).items() if name not in given}
+    if saved:
+        logging.getLogger("jaxqa").info("window settings of the model (%s): %s", weights.SETTINGS_FILE,
+                                        ", ".join(f"--{name} {value}" for name, value in saved.items()))
+    return dataclasses.replace(config, **saved)
 
 
 def describe_flags(flags: dict) -> str:
@@ -264,7 +364,8 @@ def run(config: RunConfig, *, announce=print) -> dict:
     if config.do_train:
         announce(summary_table(results, trainer.trained_steps))
         announce(f"training time: {results['train_seconds']:.1f}s; outputs in {config.output_dir}/"
-                 + (f" (curves: {curves.name}, TensorBoard: tensorboard --logdir {config.output_dir})" if curves else ""))
+                 + (f" (curves: {curves.name}" + (f", TensorBoard: tensorboard --logdir {config.output_dir}"
+                                                   if config.report_to != "none" else "") + ")" if curves else ""))
     return results
 
 
@@ -310,39 +411,133 @@ def summary_table(results: dict, steps: int) -> str:
                      + [f"{name:<{width}}  {value}" for name, value in rows])
 
 
-def answer_main(argv: list[str]) -> int:
-    """`python -m jaxqa answer --model DIR --question Q (--context TEXT | --context_file F)`: one answer as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m jaxqa answer", description="Answer one question from a context "
-                                     "with a fine-tuned model; prints {answer, start, end, score, probability} as JSON.")
-    parser.add_argument("--model", required=True, help="a model directory (e.g. OUTPUT_DIR/model) or Hub id")
-    parser.add_argument("--question", required=True)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--context", help="the passage, as text")
-    source.add_argument("--context_file", help="a UTF-8 text file holding the passage (any length)")
-    parser.add_argument("--max_seq_length", type=int, default=384)
-    parser.add_argument("--doc_stride", type=int, default=128)
-    parser.add_argument("--max_answer_length", type=int, default=30)
-    parser.add_argument("--null_score_diff_threshold", type=float, default=None,
+ANSWER_CHUNK = 256  # questions of --questions_file per QuestionAnswerer.answer_batch call (answers printed after each)
+
+
+def answer_parser() -> argparse.ArgumentParser:
+    """`python -m jaxqa answer`'s flags. The window flags default to what the model was trained with, where its
+    run saved that (`weights.SETTINGS_FILE`), else to run_qa.py's defaults."""
+    parser = argparse.ArgumentParser(
+        prog="python -m jaxqa answer",
+        description="Answer questions from their contexts with a fine-tuned model: one question (--question with "
+                    "--context or --context_file) prints {answer, start, end, score, probability} as JSON; "
+                    "--questions_file prints one such object per question, as JSON lines.")
+    parser.add_argument("--model", required=True, metavar="DIR",
+                        help="a fine-tuned model directory (e.g. OUTPUT_DIR/model) or Hub id; a model without a "
+                             "trained QA head is refused (fine-tune it with run_qa.py first)")
+    parser.add_argument("--question", help="the question to answer, with --context or --context_file")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--context", help="the passage that holds the answer, as text")
+    source.add_argument("--context_file", metavar="FILE", help="a UTF-8 text file holding the passage (any length)")
+    parser.add_argument("--questions_file", metavar="FILE",
+                        help="many questions instead: JSON lines of {\"question\", \"context\"} (and an optional "
+                             "\"id\"); prints one answer object per line, in order, with the line's id")
+    defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    for name, what in (("max_seq_length", "tokens per window (question + context + special tokens)"),
+                       ("doc_stride", "tokens of overlap between the windows of a long context"),
+                       ("max_query_length", "questions are cut to this many tokens"),
+                       ("max_answer_length", "longest answer span, in tokens")):
+        parser.add_argument(f"--{name}", type=int, metavar="N", help=f"{what} (default: the model's, saved by the run "
+                                                                     f"that trained it; else {defaults[name]})")
+    parser.add_argument("--null_score_diff_threshold", type=float, metavar="T",
                         help="answer \"\" when null score - best span score exceeds this (default: the threshold "
                              "saved with the model by its SQuAD v2.0 evaluation; without one, never \"\")")
-    args = parser.parse_args(argv)
+    parser.add_argument("--verbose", action="store_true",
+                        help="report on stderr how long loading the model took, and answering: per batch of "
+                             f"questions (up to {ANSWER_CHUNK}), per question and in all (default: off)")
+    return parser
+
+
+def _read_text(flag: str, path: Path) -> str:
+    if not path.is_file():
+        raise ConfigError(f"{flag} {path}: no such file")
     try:
-        if args.context_file:
-            path = Path(args.context_file)
-            if not path.is_file():
-                raise ConfigError(f"--context_file {path}: no such file")
-            context = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{flag} {path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+
+
+def _nonempty(where: str, record: dict, field: str) -> str:
+    value = record.get(field)
+    if not isinstance(value, str) or not value.strip():
+        problem = "no" if value is None else "an empty" if isinstance(value, str) else f"a non-text ({type(value).__name__})"
+        raise DataError(f"{where}: {problem} \"{field}\"; every question needs a non-empty question and context")
+    return value
+
+
+def read_questions(path: Path) -> list[dict]:
+    """--questions_file: its lines' {"question", "context"[, "id"]} objects, each checked; the first bad line is
+    an error naming it."""
+    records = []
+    for number, line in enumerate(_read_text("--questions_file", path).splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"--questions_file {path} line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{where}: not JSON ({err.msg}); each line is one object "
+                            "{\"question\": ..., \"context\": ...}") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{where}: a JSON {type(record).__name__}, not an object {{\"question\": ..., \"context\": ...}}")
+        records.append({**({"id": record["id"]} if "id" in record else {}),
+                        "question": _nonempty(where, record, "question"), "context": _nonempty(where, record, "context")})
+    if not records:
+        raise DataError(f"--questions_file {path}: no questions in it; write one JSON object per line")
+    return records
+
+
+def answer_main(argv: list[str]) -> int:
+    """`python -m jaxqa answer --model DIR (--question Q (--context TEXT | --context_file F) | --questions_file F)`:
+    answers as JSON (lines)."""
+    import time
+
+    parser = answer_parser()
+    args = parser.parse_args(argv)
+    single = args.question is not None or args.context is not None or args.context_file is not None
+    if args.questions_file and single:
+        parser.error("--questions_file holds the questions and their contexts: give it without --question, "
+                     "--context or --context_file")
+    if not args.questions_file and (args.question is None or (args.context is None and args.context_file is None)):
+        parser.error("give --question with --context or --context_file, or --questions_file")
+    try:
+        if args.questions_file:
+            records = read_questions(Path(args.questions_file))
         else:
-            context = args.context
+            context = _read_text("--context_file", Path(args.context_file)) if args.context_file else args.context
+            source = f"--context_file {args.context_file}" if args.context_file else "--context"
+            for flag, text, fix in (("--question", args.question, "give the question to answer"),
+                                    (source, context, "give the passage that holds the answer")):
+                if not text.strip():
+                    raise ConfigError(f"{flag} is empty: {fix}")
+            records = [{"question": args.question, "context": context}]
         from jaxqa.answer import QuestionAnswerer
-        from jaxqa.weights import resolve_model_dir
+        from jaxqa.weights import WINDOW_SETTINGS
 
         logging.basicConfig(level=logging.WARNING, format="jaxqa: %(message)s")
         logging.getLogger("jaxqa").setLevel(logging.INFO)  # on stderr: the threshold used, the model as read
-        qa = QuestionAnswerer.from_pretrained(resolve_model_dir(args.model), max_seq_length=args.max_seq_length,
-                                              doc_stride=args.doc_stride, max_answer_length=args.max_answer_length,
-                                              null_score_diff_threshold=args.null_score_diff_threshold)
-        print(json.dumps(qa(args.question, context), ensure_ascii=False))
+        settings = {name: getattr(args, name) for name in WINDOW_SETTINGS if getattr(args, name) is not None}
+        started = time.perf_counter()
+        qa = QuestionAnswerer.from_pretrained(args.model, null_score_diff_threshold=args.null_score_diff_threshold,
+                                              **settings)
+        loaded = time.perf_counter()
+        if args.verbose:
+            print(f"jaxqa: model loaded in {loaded - started:.2f} s", file=sys.stderr, flush=True)
+        for first in range(0, len(records), ANSWER_CHUNK):
+            chunk, start = records[first:first + ANSWER_CHUNK], time.perf_counter()
+            answers = qa.answer_batch([r["question"] for r in chunk], [r["context"] for r in chunk])
+            seconds = time.perf_counter() - start
+            if args.verbose:
+                print(f"jaxqa: answered question(s) {first + 1}-{first + len(chunk)} in {seconds * 1000:.0f} ms "
+                      f"({seconds * 1000 / len(chunk):.1f} ms per question)", file=sys.stderr, flush=True)
+            for record, answer in zip(chunk, answers):
+                print(json.dumps({**({"id": record["id"]} if "id" in record else {}), **answer}, ensure_ascii=False),
+                      flush=True)
+        if args.verbose:
+            seconds = time.perf_counter() - loaded
+            print(f"jaxqa: {len(records)} question(s) answered in {seconds:.2f} s ({seconds * 1000 / len(records):.1f} "
+                  f"ms per question, {len(records) / seconds:.1f} questions/s); model load {loaded - started:.2f} s",
+                  file=sys.stderr)
     except JaxqaError as err:
         print(f"jaxqa: error: {err}", file=sys.stderr)
         return 2
@@ -373,20 +568,30 @@ def keep_pytorch_out() -> None:
         logging.getLogger("transformers").addFilter(lambda record: not str(record.msg).startswith("PyTorch was not found"))
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """A command of COMMANDS (`evaluate DATA PRED`, `answer ...`), or with none (or `train`) a run of the flags.
+    `prog`: how the program was called, for its help (default: jaxqa for the console script, else run_qa.py)."""
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["answer"]:
+    prog = prog or ("jaxqa" if Path(sys.argv[0]).name == "jaxqa" else "run_qa.py")
+    command = argv[0] if argv[:1] and argv[0] in COMMANDS else None
+    if command == "answer":
         return answer_main(argv[1:])
-    if argv[:1] == ["report"]:
+    if command == "evaluate":
+        from jaxqa.evaluate import main as evaluate_main
+
+        return evaluate_main(argv[1:], prog=f"{prog} evaluate")
+    if command == "report":
         from jaxqa.report import main as report_main
 
         return report_main(argv[1:])
-    if argv[:1] == ["compare"]:
+    if command == "compare":
         from jaxqa.compare import main as compare_main
 
         return compare_main(argv[1:])
+    if command == "train":
+        argv, prog = argv[1:], f"{prog} train"
     with stop_signals_end_the_process():
-        return _main(argv)
+        return _main(argv, prog)
 
 
 @contextlib.contextmanager
@@ -402,18 +607,18 @@ def stop_signals_end_the_process():
             signal.signal(sig, handler)
 
 
-def _main(argv: list[str]) -> int:
+def _main(argv: list[str], prog: str = "run_qa.py") -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     for noisy in ("absl", "jax._src", "transformers", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        config, overrides = parse_config(argv)
+        config, overrides = parse_config(argv, prog)
         if overrides is not None:
             print(f"{'No data or model flags' if overrides else 'No arguments'}: the default job, fine-tuning the "
                   f"packaged MiniLM on the bundled SQuAD sample ({config.train_file}), then scoring "
                   f"{config.validation_file}" + (f", with {describe_flags(overrides)}" if overrides else "") + ".\n"
-                  "Run `run_qa.py --help` for the flags.", flush=True)
+                  f"Run `{prog} --help` for the flags.", flush=True)
         _use_platform(config.accelerator)
         run(config)
     except Interrupted as stop:  # a clean, resumable stop (SIGTERM/SIGINT): the checkpoint is written

@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m jaxqa compare RUN_A RUN_B [--data FILE] [--out FILE]`."""
     parser = argparse.ArgumentParser(
         prog="python -m jaxqa compare",
-        description="Compare two runs on the same questions: EM/F1 deltas with a paired bootstrap 95%% confidence "
+        description="Compare two runs on the same questions: EM/F1 deltas with a paired bootstrap 95% confidence "
                     "interval, questions fixed/broken, and a report page with both predictions per question.")
     parser.add_argument("run_a", help="an output directory, or a predictions file (e.g. OUT/predictions.json, "
                         "OUT/before_training_predictions.json)")
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no_page", action="store_true", help="print the table only")
     args = parser.parse_args(argv)
     from jaxqa.errors import JaxqaError
-    from jaxqa.report import load_run, write_compare
+    from jaxqa.report import load_run, missing_notes, write_compare
 
     try:
         run_a = load_run(args.run_a, data=args.data, metric=args.metric)
@@ -193,6 +193,10 @@ def main(argv: list[str] | None = None) -> int:
             raise JaxqaError(f"{args.run_a} and {args.run_b} were not evaluated on the same questions "
                              f"({run_a.data_path}: {len(run_a.examples)}, {run_b.data_path}: {len(run_b.examples)}); "
                              "pass --data FILE")
+        for note in missing_notes([run_a, run_b]):  # scored as wrong: say so before any number
+            hint = ("; were the predictions made on part of that file? Without --data each run is scored on the "
+                    "validation_file and max_eval_samples of its run_config.json" if args.data else "")
+            print(f"jaxqa: warning: {note}{hint}", file=sys.stderr)
         result = compare_scores(run_a.em, run_a.f1, run_b.em, run_b.f1, num_resamples=args.resamples, seed=args.seed)
         print(format_table(result, run_a.name, run_b.name, differing_settings(run_a.config, run_b.config)))
         if not args.no_page:

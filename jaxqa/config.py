@@ -3,162 +3,212 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import field
 from pathlib import Path
 from typing import Literal
 
+from jaxqa import periodic
 from jaxqa.errors import ConfigError
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
 
 
-def _f(default, help: str, *, identity: bool = False, in_program: bool = True, inert: str | None = None):
-    """A setting, and its role. `identity`: part of what makes a training run that run (resuming with it
-    changed is refused). `in_program=False`: says only where outputs go or when to log or save, so it is
-    not part of the traced train step (a saved program is named by the others). `inert`: a Hugging Face
-    flag accepted with no effect here, and why."""
+# The sections of `--help` (and of README's flag table), in this order: every setting names one.
+GROUPS = {"data": "what to read and how it is cut into windows", "model": "which model and tokenizer",
+          "training": "the optimizer, its schedule and the length of training",
+          "evaluation": "scoring, decoding, and evaluations during training",
+          "checkpoints": "saving and resuming", "speed": "precision, padding, compilation, devices",
+          "output": "where results, logs and the model go", "multi-host": "several processes"}
+
+
+def _f(default, help: str, *, group: str, identity: bool = False, in_program: bool = True, inert: str | None = None):
+    """A setting, and its role. `group`: its section of --help (one of GROUPS). `identity`: part of what
+    makes a training run that run (resuming with it changed is refused). `in_program=False`: says only where
+    outputs go or when to log or save, so it is not part of the traced train step (a saved program is named
+    by the others). `inert`: a Hugging Face flag accepted with no effect here, and why."""
+    if group not in GROUPS:
+        raise ValueError(f"unknown group {group!r}; one of {', '.join(GROUPS)}")
     if inert:
         help = f"accepted; changes nothing: {inert}"
     return field(default=default, metadata={"help": help, "identity": identity, "in_program": in_program,
-                                            "inert": inert})
+                                            "inert": inert, "group": group})
 
 
 @dataclasses.dataclass
 class RunConfig:
     # Model
     model_name_or_path: str | None = _f(None, "Hugging Face checkpoint directory or Hub id "
-                                        "(default: the packaged MiniLM-L6-H384)", identity=True)
+                                        "(default: the packaged MiniLM-L6-H384)", identity=True, group="model")
     config_name: str | None = _f(None, "config.json (or its directory) of a model to train from random "
-                                 "initialisation, when no --model_name_or_path is given", identity=True)
-    tokenizer_name: str | None = _f(None, "tokenizer directory or Hub id, if not the model's")
-    cache_dir: str | None = _f(None, "where Hub downloads are cached")
-    dtype: Literal["float32", "bfloat16"] = _f("float32", "compute dtype (parameters stay float32)", identity=True)
+                                 "initialisation, when no --model_name_or_path is given", identity=True, group="model")
+    tokenizer_name: str | None = _f(None, "tokenizer directory or Hub id, if not the model's", group="model")
+    cache_dir: str | None = _f(None, "where Hub downloads are cached", group="model")
+    dtype: Literal["float32", "bfloat16"] = _f("float32", "compute dtype (parameters stay float32)",
+                                               identity=True, group="speed")
     # Data
     train_file: str | None = _f(None, "SQuAD-format JSON (nested or flat) or JSON lines for training; several files "
-                                "(v1.1 and v2.0 mixed) as a.json b.json or a.json,b.json", identity=True)
-    validation_file: str | None = _f(None, "SQuAD-format file to evaluate on")
-    test_file: str | None = _f(None, "SQuAD-format file to predict on (answers not needed)")
+                                "(v1.1 and v2.0 mixed) as a.json b.json or a.json,b.json", identity=True, group="data")
+    validation_file: str | None = _f(None, "SQuAD-format file to evaluate on", group="data")
+    test_file: str | None = _f(None, "SQuAD-format file to predict on (answers not needed)", group="data")
     max_train_samples: int | None = _f(None, "keep only the first N training examples (of each --train_file)",
-                                       identity=True)
-    max_eval_samples: int | None = _f(None, "keep only the first N evaluation examples")
-    max_predict_samples: int | None = _f(None, "keep only the first N prediction examples")
+                                       identity=True, group="data")
+    max_eval_samples: int | None = _f(None, "keep only the first N evaluation examples", group="data")
+    max_predict_samples: int | None = _f(None, "keep only the first N prediction examples", group="data")
     on_bad_record: Literal["error", "skip"] = _f("error", "a malformed record stops the run (error) or is left "
                                                  "out, counted by kind in data_report.json and listed in "
-                                                 "skipped_records.jsonl (skip)")
+                                                 "skipped_records.jsonl (skip)", group="data")
     on_eval_overlap: Literal["warn", "drop", "error"] = _f(
         "warn", "training examples whose passage is also in --validation_file or --test_file: trained on and "
         "counted in the log and data_report.json (warn), left out of training (drop), or the run stops (error)",
-        identity=True)
-    max_seq_length: int = _f(384, "tokens per window (question + context + special tokens)", identity=True)
-    doc_stride: int = _f(128, "tokens of overlap between the windows of a long context", identity=True)
+        identity=True, group="data")
+    max_seq_length: int = _f(384, "tokens per window (question + context + special tokens)",
+                             identity=True, group="data")
+    doc_stride: int = _f(128, "tokens of overlap between the windows of a long context", identity=True, group="data")
     max_query_length: int = _f(64, "questions are cut to this many tokens (counted per file in the log and "
-                               "data_report.json)", identity=True)
-    max_answer_length: int = _f(30, "longest answer span, in tokens, that decoding may return")
-    n_best_size: int = _f(20, "spans per question kept in nbest_predictions.json")
+                               "data_report.json)", identity=True, group="data")
+    max_answer_length: int = _f(30, "longest answer span, in tokens, that decoding may return", group="evaluation")
+    n_best_size: int = _f(20, "spans per question kept in nbest_predictions.json", group="evaluation")
     version_2_with_negative: bool = _f(False, "some questions have no answer (SQuAD v2.0): predict \"\" when "
-                                       "the no-answer score wins; switched on by itself when the data has any")
+                                       "the no-answer score wins; switched on by itself when the data has any",
+                                       group="evaluation")
     null_score_diff_threshold: float | None = _f(None, "v2: answer \"\" when null score - best span score exceeds "
                                                  "this (default: the threshold saved with the model by its "
-                                                 "evaluation, else 0.0; the log says which)")
+                                                 "evaluation, else 0.0; the log says which)", group="evaluation")
     metric: Literal["auto", "squad", "squad_v2", "cmrc"] = _f("auto", "scoring: auto picks squad_v2 for data with "
-                                                              "unanswerable questions, cmrc for Chinese, else squad")
-    pad_to_max_length: bool = _f(False, "pad every batch to max_seq_length instead of length buckets", identity=True)
-    bucket_width: int = _f(64, "length buckets are multiples of this many tokens", identity=True)
+                                                              "unanswerable questions, cmrc for Chinese, else squad",
+                                                              group="evaluation")
+    pad_to_max_length: bool = _f(False, "pad every batch to max_seq_length instead of length buckets",
+                                 identity=True, group="speed")
+    bucket_width: int = _f(64, "length buckets are multiples of this many tokens", identity=True, group="speed")
     # What to do
-    do_train: bool = _f(False, "fine-tune on --train_file")
-    do_eval: bool = _f(False, "evaluate on --validation_file")
-    do_predict: bool = _f(False, "write predictions for --test_file")
-    eval_before_training: bool = _f(False, "also evaluate the model before fine-tuning, for comparison")
-    output_dir: str = _f("jaxqa_output", "where predictions, metrics and logs are written", in_program=False)
+    do_train: bool = _f(False, "fine-tune on --train_file", group="training")
+    do_eval: bool = _f(False, "evaluate on --validation_file", group="evaluation")
+    do_predict: bool = _f(False, "write predictions for --test_file", group="evaluation")
+    eval_before_training: bool = _f(False, "also evaluate the model before fine-tuning, for comparison",
+                                    group="evaluation")
+    output_dir: str = _f("jaxqa_output", "where predictions, metrics and logs are written",
+                         in_program=False, group="output")
     # Optimisation (names and defaults as in Hugging Face TrainingArguments)
-    per_device_train_batch_size: int = _f(8, "training examples per device per step")
-    per_device_eval_batch_size: int = _f(32, "evaluation examples per device per step")
-    learning_rate: float = _f(5e-5, "peak AdamW learning rate", identity=True)
-    weight_decay: float = _f(0.0, "AdamW weight decay (never on biases and LayerNorm)", identity=True)
-    adam_beta1: float = _f(0.9, "AdamW beta1", identity=True)
-    adam_beta2: float = _f(0.999, "AdamW beta2", identity=True)
-    adam_epsilon: float = _f(1e-8, "AdamW epsilon", identity=True)
-    max_grad_norm: float = _f(1.0, "clip gradients to this global norm (0: no clipping)", identity=True)
-    num_train_epochs: float = _f(3.0, "passes over the training features (fractions allowed)", identity=True)
+    per_device_train_batch_size: int = _f(8, "training examples per device per step", group="training")
+    per_device_eval_batch_size: int = _f(32, "evaluation examples per device per step", group="evaluation")
+    learning_rate: float = _f(5e-5, "peak AdamW learning rate", identity=True, group="training")
+    weight_decay: float = _f(0.0, "AdamW weight decay (never on biases and LayerNorm)", identity=True, group="training")
+    adam_beta1: float = _f(0.9, "AdamW beta1", identity=True, group="training")
+    adam_beta2: float = _f(0.999, "AdamW beta2", identity=True, group="training")
+    adam_epsilon: float = _f(1e-8, "AdamW epsilon", identity=True, group="training")
+    max_grad_norm: float = _f(1.0, "clip gradients to this global norm (0: no clipping)",
+                              identity=True, group="training")
+    num_train_epochs: float = _f(3.0, "passes over the training features (fractions allowed)",
+                                 identity=True, group="training")
+    max_steps: int = _f(-1, "total optimizer steps, as Hugging Face's Trainer: > 0 overrides --num_train_epochs "
+                        "(the learning-rate schedule and the stop both use it; the data is passed over as often as "
+                        "that takes); -1: --num_train_epochs decides", identity=True, group="training")
     warmup_ratio: float = _f(0.0, "share of steps with linearly rising learning rate (rounded up, as Hugging Face "
-                             "does)", identity=True)
-    warmup_steps: int = _f(0, "warmup steps (overrides --warmup_ratio when > 0)", identity=True)
+                             "does)", identity=True, group="training")
+    warmup_steps: int = _f(0, "warmup steps (overrides --warmup_ratio when > 0)", identity=True, group="training")
     layerwise_lr_decay: float = _f(1.0, "layer l (0 at the bottom) of L gets the learning rate x D^(L - l), the "
                                    "embeddings x D^(L + 1), the QA head x 1 (ELECTRA's rule has one more factor "
-                                   "D below the head; 1.0: one rate for all)", identity=True)
+                                   "D below the head; 1.0: one rate for all)", identity=True, group="training")
     ema_decay: float = _f(0.0, "keep an exponential moving average of the parameters (float32, decay min(D, (1 + "
                           "step) / (10 + step))) and evaluate and export it instead of the raw weights (0: off)",
-                          identity=True)
+                          identity=True, group="training")
     logging_steps: int = _f(50, "every N steps, log the loss (mean over those N steps), learning rate and "
-                            "throughput", in_program=False)
-    seed: int = _f(42, "seed for initialisation, shuffling and dropout", identity=True)
+                            "throughput", in_program=False, group="output")
+    report_to: Literal["all", "tensorboard", "none"] = _f(
+        "all", "where training metrics go besides metrics.jsonl, as Hugging Face's Trainer: tensorboard (event "
+        "files in OUTPUT_DIR/tensorboard; all: the same, the one integration here) or none", in_program=False,
+        group="output")
+    seed: int = _f(42, "seed for initialisation, shuffling and dropout", identity=True, group="training")
     # Checkpoints and evaluation during training
     save_steps: int = _f(500, "save a checkpoint (Orbax, asynchronous) every N steps; also at the end and on "
-                         "SIGTERM/SIGINT", in_program=False)
+                         "SIGTERM/SIGINT", in_program=False, group="checkpoints")
+    save_strategy: Literal["steps", "epoch", "no"] = _f(
+        "steps", "when to save a checkpoint, as Hugging Face's Trainer: steps (every --save_steps and at the end), "
+        "epoch (at each epoch's end and at the end), no (none on a schedule); an evaluation during training and a "
+        "stop by SIGTERM/SIGINT still save one (for --load_best_model_at_end and resuming)", in_program=False,
+        group="checkpoints")
     save_total_limit: int | None = _f(2, "keep the newest N checkpoints (plus the best one by "
-                                      "--metric_for_best_model); none: keep all", in_program=False)
+                                      "--metric_for_best_model); none: keep all", in_program=False, group="checkpoints")
     eval_steps: int | None = _f(None, "with --do_eval, also evaluate every N steps and at the end of every epoch "
                                 "during training, as Hugging Face's run_qa.py (the checkpoint of that step records "
-                                "the metrics; none: never)", in_program=False)
+                                "the metrics; none: never)", in_program=False, group="evaluation")
+    eval_strategy: Literal["auto", "steps", "epoch", "no"] = _f(
+        "auto", "when --do_eval evaluates during training, as Hugging Face's Trainer: steps (every --eval_steps, "
+        "else every --logging_steps), epoch (at each epoch's end), no (after training only); auto: as Hugging "
+        "Face's Flax run_qa.py, every --eval_steps and at each epoch's end when --eval_steps is given "
+        "(also spelt --evaluation_strategy)", in_program=False, group="evaluation")
     metric_for_best_model: str = _f("f1", "eval metric whose best checkpoint is kept beyond --save_total_limit: "
                                     "exact_match or f1; SQuAD v2.0: exact, f1, best_f1, HasAns_f1, ... (an eval_ "
-                                    "prefix, as Hugging Face's, is dropped; checked before training)")
+                                    "prefix, as Hugging Face's, is dropped; checked before training)",
+                                    group="evaluation")
     load_best_model_at_end: bool = _f(False, "with --do_eval --eval_steps N: the final evaluation and the exported "
-                                      "model are those of the best checkpoint by --metric_for_best_model")
+                                      "model are those of the best checkpoint by --metric_for_best_model",
+                                      group="evaluation")
     early_stopping_patience: int | None = _f(None, "with --do_eval --eval_steps N: stop after this many evaluations "
                                              "in a row without a better --metric_for_best_model (none: never)",
-                                             identity=True)
+                                             identity=True, group="evaluation")
     resume_from_checkpoint: str | None = _f(None, "'auto': continue from the newest complete checkpoint in "
-                                            "--output_dir; or a checkpoint directory (output_dir/checkpoints/STEP)", in_program=False)
+                                            "--output_dir; or a checkpoint directory (output_dir/checkpoints/STEP)",
+                                            in_program=False, group="checkpoints")
     overwrite_output_dir: bool = _f(False, "start afresh in an --output_dir that holds another run's checkpoints "
-                                    "(deletes them)", in_program=False)
+                                    "(deletes them)", in_program=False, group="checkpoints")
     export_hf_dir: str | None = _f(None, "where the final model is written in Hugging Face format "
-                                   "(default: output_dir/model)")
+                                   "(default: output_dir/model)", group="output")
     # Speed and memory
     attention_dropout: bool = _f(True, "dropout on attention probabilities, as BERT was trained; false: none, "
                                  "and on a CUDA GPU in bf16/fp16 with a head size cuDNN takes, cuDNN flash "
-                                 "attention (which has no such dropout); the log names the kernel", identity=True)
+                                 "attention (which has no such dropout); the log names the kernel",
+                                 identity=True, group="training")
     gradient_checkpointing: bool = _f(False, "recompute each layer's activations in the backward pass: less memory, "
-                                      "~1/3 more compute")
+                                      "~1/3 more compute", group="speed")
     gradient_accumulation_steps: int = _f(1, "micro-batches per optimizer step (global batch = per-device batch x "
-                                          "data x fsdp x this); the batch is split inside the jitted step", identity=True)
+                                          "data x fsdp x this); the batch is split inside the jitted step",
+                                          identity=True, group="training")
     # Hugging Face run_qa.py flags: accepted with the same meaning, or said to change nothing here
     dataset_name: str | None = _f(None, "a QA dataset on the Hugging Face Hub (e.g. squad, squad_v2), read through "
-                                  "the optional `datasets` package; its splits replace --train_file etc.")
-    dataset_config_name: str | None = _f(None, "configuration of --dataset_name")
-    model_revision: str = _f("main", "branch, tag or commit of a Hub model")
-    token: str | None = _f(None, "Hugging Face Hub token (private models, --push_to_hub)")
-    use_auth_token: bool = _f(False, "use the token saved by `huggingface-cli login` (the default anyway)")
-    trust_remote_code: bool = _f(False, "", inert="jaxqa never runs model code from the Hub")
-    overwrite_cache: bool = _f(False, "tokenise again instead of reading the feature cache", in_program=False)
+                                  "the optional `datasets` package; its splits replace --train_file etc.", group="data")
+    dataset_config_name: str | None = _f(None, "configuration of --dataset_name", group="data")
+    model_revision: str = _f("main", "branch, tag or commit of a Hub model", group="model")
+    token: str | None = _f(None, "Hugging Face Hub token (private models, --push_to_hub)", group="model")
+    use_auth_token: bool = _f(False, "use the token saved by `huggingface-cli login` (the default anyway)",
+                              group="model")
+    trust_remote_code: bool = _f(False, "", inert="jaxqa never runs model code from the Hub", group="model")
+    overwrite_cache: bool = _f(False, "tokenise again instead of reading the feature cache",
+                               in_program=False, group="data")
     preprocessing_num_workers: int | None = _f(None, "", inert="the fast tokenizer's batch call already uses "
-                                               "every core")
+                                               "every core", group="data")
     adafactor: bool = _f(False, "Adafactor instead of AdamW, as Hugging Face's Trainer builds it (factored second "
                          "moments, no scaling by the parameters' size): the same schedule, clipping, learning rate "
-                         "and weight decay", identity=True)
+                         "and weight decay", identity=True, group="training")
     push_to_hub: bool = _f(False, "upload the final model to the Hugging Face Hub (needs network and a token: "
-                           "checked before training starts)")
-    hub_model_id: str | None = _f(None, "Hub repository for --push_to_hub (default: the output_dir's name)")
-    hub_token: str | None = _f(None, "token for --push_to_hub (default: --token or the saved login)")
+                           "checked before training starts)", group="output")
+    hub_model_id: str | None = _f(None, "Hub repository for --push_to_hub (default: the output_dir's name)",
+                                  group="output")
+    hub_token: str | None = _f(None, "token for --push_to_hub (default: --token or the saved login)", group="output")
     # Watching and sizing a run
     compilation_cache_dir: str | None = _f(None, "JAX's persistent compilation cache, so a repeated or resumed run "
                                            "skips compiling (default: $JAX_COMPILATION_CACHE_DIR if set, else "
-                                           ".jax_cache beside --output_dir; 'none': off)", in_program=False)
+                                           ".jax_cache beside --output_dir; 'none': off)",
+                                           in_program=False, group="speed")
     feature_cache_dir: str | None = _f(None, "where tokenised features are cached, keyed by data, tokenizer and "
-                                       "window settings (default: .feature_cache beside --output_dir; 'none': off)", in_program=False)
+                                       "window settings (default: .feature_cache beside --output_dir; 'none': off)",
+                                       in_program=False, group="data")
     dry_run: bool = _f(False, "compile the train step for the largest batch shape, print the memory it needs per "
-                       "device against the device's capacity, and exit", in_program=False)
+                       "device against the device's capacity, and exit", in_program=False, group="speed")
     profile_steps: str | None = _f(None, "START:END: write a JAX profiler trace of those steps to output_dir/profile "
-                                   "(TensorBoard / Perfetto)", in_program=False)
+                                   "(TensorBoard / Perfetto)", in_program=False, group="speed")
     # Where it runs
-    accelerator: Literal["auto", "cpu", "gpu", "tpu"] = _f("auto", "JAX backend; fails if it is not present")
+    accelerator: Literal["auto", "cpu", "gpu", "tpu"] = _f("auto", "JAX backend; fails if it is not present",
+                                                           group="speed")
     mesh: str = _f("", "device mesh as axis=size over data, fsdp, tensor, e.g. data=2,fsdp=2,tensor=2 (-1: the "
-                   "rest of the devices); default: all devices on data. The batch is split over data x fsdp")
+                   "rest of the devices); default: all devices on data. The batch is split over data x fsdp",
+                   group="speed")
     coordinator_address: str | None = _f(None, "multi-host: host:port of process 0 (with --num_processes and "
-                                         "--process_id); not needed under SLURM or mpirun")
-    num_processes: int | None = _f(None, "multi-host: how many processes take part")
-    process_id: int | None = _f(None, "multi-host: this process's index, 0 .. num_processes-1")
+                                         "--process_id); not needed under SLURM or mpirun", group="multi-host")
+    num_processes: int | None = _f(None, "multi-host: how many processes take part", group="multi-host")
+    process_id: int | None = _f(None, "multi-host: this process's index, 0 .. num_processes-1", group="multi-host")
 
     def __post_init__(self):
         """Hugging Face's Trainer names eval metrics eval_f1 and takes either spelling: so does this."""
@@ -193,10 +243,16 @@ class RunConfig:
                               f"in [0, 1) (got {self.ema_decay}); 1.0 and 0 switch them off")
         if self.early_stopping_patience is not None and self.early_stopping_patience <= 0:
             raise ConfigError(f"--early_stopping_patience must be positive, got {self.early_stopping_patience}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ConfigError(f"--max_steps must be positive (or -1: --num_train_epochs decides), got {self.max_steps}")
+        if self.eval_strategy in ("steps", "epoch") and not (self.do_train and self.do_eval):
+            raise ConfigError(f"--eval_strategy {self.eval_strategy} evaluates during training: it needs --do_train "
+                              "and --do_eval (with --validation_file)")
         for name in ("load_best_model_at_end", "early_stopping_patience"):
-            if getattr(self, name) and not (self.do_train and self.do_eval and self.eval_steps):
+            if getattr(self, name) and not self.evaluates_during_training:
                 raise ConfigError(f"--{name} chooses among the evaluations during training: it needs --do_train, "
-                                  "--do_eval (with --validation_file) and --eval_steps N")
+                                  "--do_eval (with --validation_file) and --eval_steps N (or --eval_strategy "
+                                  "steps|epoch)")
         if self.dry_run and not self.do_train:
             raise ConfigError("--dry_run sizes the train step: pass --do_train and --train_file too")
         if self.profile_steps is not None:
@@ -211,6 +267,22 @@ class RunConfig:
 
             parse_mesh(self.mesh, None)  # syntax and axis names now; sizes against the devices later
         return self
+
+    @property
+    def evaluates_during_training(self) -> bool:
+        """Whether --do_eval also evaluates inside the train loop (--eval_steps, --eval_strategy)."""
+        scheduled = self.eval_strategy in ("steps", "epoch") or (self.eval_strategy == "auto" and self.eval_steps)
+        return bool(self.do_train and self.do_eval and scheduled)
+
+    def evaluation_due(self, step: int, steps_per_epoch: int) -> bool:
+        """Whether the train loop evaluates after `step`, as --eval_strategy (and --eval_steps) say."""
+        every = self.eval_steps or (self.logging_steps if self.eval_strategy == "steps" else None)
+        return self.evaluates_during_training and periodic.evaluation_due(step, every, steps_per_epoch,
+                                                                          self.eval_strategy)
+
+    def training_steps(self, steps_per_epoch: int) -> int:
+        """Optimizer steps of the whole run: --max_steps when set, else --num_train_epochs passes."""
+        return self.max_steps if self.max_steps > 0 else max(1, math.ceil(steps_per_epoch * self.num_train_epochs))
 
     def inert_flags(self) -> list[str]:
         """Hugging Face flags that were set but change nothing here, each with the reason."""

@@ -55,6 +55,11 @@ class Examples:
 def _read_json(path: Path):
     if not path.is_file():
         raise DataError(f"{path}: file not found; pass an existing SQuAD-format JSON file")
+    if path.suffix.lower() in (".csv", ".tsv"):  # answers there are text ("{'text': array([...]), ...}"), not lists
+        raise DataError(f"{path}: {path.suffix[1:].upper()} is not read; jaxqa reads SQuAD JSON (nested), flat Hugging "
+                        "Face JSON ({\"data\": [records]}) and JSON lines: write the dataset with "
+                        f"Dataset.to_json(\"{path.stem}.jsonl\") instead of to_csv, or convert each row's answers to "
+                        "{\"text\": [...], \"answer_start\": [...]}")
     raw = path.read_bytes()
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise DataError(f"{path}: UTF-16 text (it starts with a UTF-16 byte-order mark); re-encode the file as "

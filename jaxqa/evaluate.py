@@ -52,10 +52,16 @@ def evaluate_files(data_file: str, predictions_file: str, na_prob_file: str | No
     return metrics.score(chosen, predictions, gold)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jaxqa.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("data_file")
-    parser.add_argument("pred_file")
+DESCRIPTION = ("Score a predictions file against SQuAD-format data (nested or flat JSON, or JSON lines) with the "
+               "official SQuAD v1.1/v2.0 scripts' arguments and numbers; prints the metrics as one JSON object. A "
+               "question without a prediction scores 0 (one warning on stderr); other ids are ignored.")
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m jaxqa.evaluate") -> int:
+    """`python -m jaxqa.evaluate` (also `python -m jaxqa evaluate`, whose `prog` names it so)."""
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    parser.add_argument("data_file", help="the questions and their gold answers (SQuAD format)")
+    parser.add_argument("pred_file", help="predictions: one JSON object mapping question id -> answer text")
     parser.add_argument("--na-prob-file", "-n", default=None, help="no-answer scores (v2.0), e.g. null_odds.json")
     parser.add_argument("--na-prob-thresh", "-t", type=float, default=1.0,
                         help="predict no-answer when the no-answer score exceeds this (default 1.0)")

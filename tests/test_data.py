@@ -98,6 +98,38 @@ def test_cli_model_dir_without_weights(tmp_path, tiny_bert_dir, data_dir):
         "point --model_name_or_path at a directory that holds the checkpoint")
 
 
+
+def test_csv_is_refused_naming_the_formats_read(tmp_path):
+    """A CSV as Hugging Face datasets' to_csv writes SQuAD (answers as the text of a dict of NumPy arrays): one
+    line naming the formats read and how to write one, not a JSON parse error."""
+    path = tmp_path / "train.csv"
+    path.write_text("id,title,context,question,answers\n"
+                    "q1,Super_Bowl,The Broncos won the game.,Who won?,\"{'text': array(['The Broncos'], dtype=object), "
+                    "'answer_start': array([0], dtype=int32)}\"\n", encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        load_examples(path)
+    assert str(err.value) == (
+        f"{path}: CSV is not read; jaxqa reads SQuAD JSON (nested), flat Hugging Face JSON ({{\"data\": [records]}}) "
+        "and JSON lines: write the dataset with Dataset.to_json(\"train.jsonl\") instead of to_csv, or convert each "
+        "row's answers to {\"text\": [...], \"answer_start\": [...]}")
+
+
+def test_a_run_output_directory_given_as_the_model_points_at_its_model(tmp_path):
+    """OUTPUT_DIR (checkpoints/, model/, no config.json of its own) where a model directory is wanted: one line
+    pointing at OUTPUT_DIR/model, before any tokenizer is looked for there."""
+    from jaxqa.errors import ModelError
+    from jaxqa.weights import resolve_model_dir
+
+    out = tmp_path / "run"
+    (out / "checkpoints/5").mkdir(parents=True)
+    (out / "model").mkdir()
+    write_json(out / "model/config.json", {"model_type": "bert"})
+    with pytest.raises(ModelError) as err:
+        resolve_model_dir(str(out))
+    assert str(err.value) == (f"{out}: a jaxqa run's output directory, not a model directory; the model it trained "
+                              f"is {out / 'model'}: pass that")
+    assert resolve_model_dir(str(out / "model")) == out / "model"
+
 # tests/data/bad: one hand-written malformed file per problem. Each maps to the whole one-line error
 # (after "FILE: ") in the default mode and, with --on_bad_record skip, to how many records are left out
 # by kind, or to the error that still stops the load (problems with the file itself, nothing usable).

@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import re
 import select
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import DATA
+from conftest import DATA, ROOT
 
 from jaxqa import metrics
 from jaxqa.compare import compare_scores, outcomes, paired_bootstrap
@@ -625,13 +627,8 @@ V2_RUN = [("q1", "Denver Broncos", "Denver Broncos", -2.0), ("q2", "Santa Clara"
           ("q7", "Super Bowl 50", None, None), ("q8", "Santa Clara", "Clara in February", 1.5)]
 
 
-def test_squad_v2_page_threshold_curve_and_confusion(browser, tmp_path):
-    """v2.0, hand-computed. In odds order: q1 +1, q2 +1, q3 -1 (q2 and q3 tied at 0.5), q4 -1, q8 +0.4
-    (F1 of "Clara in February" on "Santa Clara": P 1/3, R 1/2), q6 -1, q5 0; abstaining everywhere
-    gets the 3 unanswerable right. Of 8 questions right: 3, 4, 5, 4, 3, 3.4, 2.4, 2.4. The best a
-    threshold reaches is 4 (at -2.0: 50%); 5 (62.5%, the official best_f1, at 0.5) would answer q2 but
-    not q3, which no threshold does. Chosen threshold 1.0: q1-q4 answer, 3 right (37.5%); the page's
-    confusion counts: HasAns 2 answered / 3 not (q5, q8 abstain, q7 missing), NoAns 2 / 1."""
+def v2_output_dir(tmp_path: Path, threshold: float) -> Path:
+    """The V2_RUN output directory (its data file beside it), abstaining above `threshold`."""
     qas = [{"id": q, "question": f"Question {q}?", "is_impossible": gold is None,
             "answers": [] if gold is None else [{"text": gold, "answer_start": V2_CONTEXT.index(gold)}]}
            for q, gold, _, _ in V2_RUN]
@@ -643,12 +640,23 @@ def test_squad_v2_page_threshold_curve_and_confusion(browser, tmp_path):
     odds = {q: o for q, _, _, o in V2_RUN if o is not None}
     _write(out / "span_predictions.json", spans)
     _write(out / "null_odds.json", odds)
-    _write(out / "predictions.json", {q: "" if odds[q] > 1.0 else span for q, span in spans.items()})
+    _write(out / "predictions.json", {q: "" if odds[q] > threshold else span for q, span in spans.items()})
     gold = {q: [] if g is None else [g] for q, g, _, _ in V2_RUN}
-    _write(out / "eval_results.json", {"metric": "squad_v2", **metrics.squad_v2(spans, gold, odds, 1.0),
-                                       "null_score_diff_threshold": 1.0, "step": 10})
-    _write(out / "run_config.json", {"validation_file": str(data), "null_score_diff_threshold": 1.0})
+    _write(out / "eval_results.json", {"metric": "squad_v2", **metrics.squad_v2(spans, gold, odds, threshold),
+                                       "null_score_diff_threshold": threshold, "step": 10})
+    _write(out / "run_config.json", {"validation_file": str(data), "null_score_diff_threshold": threshold})
     _write(out / "windows.json", dict.fromkeys(odds, 1))
+    return out
+
+
+def test_squad_v2_page_threshold_curve_and_confusion(browser, tmp_path):
+    """v2.0, hand-computed. In odds order: q1 +1, q2 +1, q3 -1 (q2 and q3 tied at 0.5), q4 -1, q8 +0.4
+    (F1 of "Clara in February" on "Santa Clara": P 1/3, R 1/2), q6 -1, q5 0; abstaining everywhere
+    gets the 3 unanswerable right. Of 8 questions right: 3, 4, 5, 4, 3, 3.4, 2.4, 2.4. The best a
+    threshold reaches is 4 (at -2.0: 50%); 5 (62.5%, the official best_f1, at 0.5) would answer q2 but
+    not q3, which no threshold does. Chosen threshold 1.0: q1-q4 answer, 3 right (37.5%); the page's
+    confusion counts: HasAns 2 answered / 3 not (q5, q8 abstain, q7 missing), NoAns 2 / 1."""
+    out = v2_output_dir(tmp_path, 1.0)
     run = load_run(out)
     curve = threshold_curve(run)
     assert curve["thresholds"] == [-2.0, 0.5, 0.5, 1.0, 1.5, 2.0, 3.0]
@@ -668,7 +676,105 @@ def test_squad_v2_page_threshold_curve_and_confusion(browser, tmp_path):
     assert browser.js("[...document.querySelectorAll('svg.chart')].some(s => /threshold/.test(s.textContent))")
 
 
-def test_report_subcommand_counts_windows_with_the_runs_tokenizer(tmp_path, capsys):
+def test_compare_with_a_larger_data_file_says_which_predictions_are_missing(tmp_path, capsys):
+    """`compare --data FILE` where FILE holds more questions than the runs answered: evaluated on a
+    file of 8 questions (the 8th without a prediction), compared on one of 13 that holds them. The 6
+    missing score 0, and one stderr line and the page say so, with the first ids."""
+    from jaxqa.__main__ import main
+
+    raw = json.loads((DATA / "squad_v1.1/dev.json").read_text(encoding="utf-8"))
+    files = [_write(tmp_path / f"dev{k}.json", {"version": "1.1", "data": [
+        {**raw["data"][0], "paragraphs": raw["data"][0]["paragraphs"][:k]}]}) for k in (2, 4)]
+    ids = load_examples(files[1]).ids
+    assert len(load_examples(files[0])) == 8 and len(ids) == 13
+    a = build_output_dir(tmp_path / "a", files[0])
+    b = build_output_dir(tmp_path / "b", files[0], shift=1)
+    page = tmp_path / "compare.html"
+    assert main(["compare", str(a), str(b), "--data", str(files[1]), "--out", str(page)]) == 0
+    note = (f"6 of 13 questions of {files[1]} have no prediction in {a} and {b} and score 0 (first: {ids[7]}, "
+            f"{ids[8]}, {ids[9]}, ...)")
+    assert capsys.readouterr().err.splitlines() == [
+        f"jaxqa: warning: {note}; were the predictions made on part of that file? Without --data each run is scored "
+        "on the validation_file and max_eval_samples of its run_config.json"]
+    assert f'<p class="warn">{note}.</p>' in page.read_text(encoding="utf-8")
+    assert main(["compare", str(a), str(b), "--no_page"]) == 0  # on their own data: only the 8th is missing
+    assert capsys.readouterr().err.splitlines() == [
+        f"jaxqa: warning: 1 of 8 questions of {files[0]} have no prediction in {a} and {b} and score 0 (first: {ids[7]})"]
+
+
+@pytest.mark.filterwarnings("error")  # numpy's "Mean of empty slice" RuntimeWarning fails the test
+def test_small_v2_run_has_no_empty_category_and_no_nan(browser, tmp_path):
+    """A small SQuAD v2.0 run (10 questions, 2 contexts of 112 and 125 words): the context-length
+    quintile edges round to 110, below every context, which left an empty "≤ 110 words" category
+    (a "0 nan nan" row with a full-width bar). No category of any breakdown is empty, in the report
+    and the compare page, and neither page shows "nan" anywhere, although A's last logged loss is NaN."""
+    data = DATA / "fixtures/squad_v2_small.json"
+    a = build_output_dir(tmp_path / "a", data, 10, v2=True)
+    b = build_output_dir(tmp_path / "b", data, 10, v2=True, shift=1)
+    with (a / "metrics.jsonl").open("a", encoding="utf-8") as log:
+        log.write(json.dumps({"step": 70, "loss": float("nan"), "learning_rate": 0.0}) + "\n")
+    for page in (write_report(a), write_compare(a, b, tmp_path / "compare.html")):
+        text = page.read_text(encoding="utf-8")
+        assert "training loss diverged (not finite) at 1 of 7 logged steps, the first at step 70" in text
+        static = re.sub(r"<script.*?</script>", "", text, flags=re.S)
+        assert not re.search(r"\bnan\b", static, re.I), page
+        counts = {}  # breakdown -> the question count of each of its rows
+        for g, n in re.findall(r'<tr data-g="(\d+)"[^>]*><th>[^<]*</th><td>(\d+)</td>', static):
+            counts.setdefault(g, []).append(int(n))
+        assert len(counts) == 5 and all(sum(c) == 10 and min(c) >= 1 for c in counts.values()), counts
+        browser.open(page)
+        assert browser.errors == []
+        assert not browser.js(r"/\bnan\b/i.test(document.body.innerText)"), page
+        assert browser.js("[...document.querySelectorAll('#group option')].length") == 1 + sum(map(len, counts.values()))
+
+
+# Every text of every chart, where it is drawn, against its chart's box (client pixels).
+CHART_TEXTS = """[...document.querySelectorAll('svg.chart')].flatMap(svg => {
+    const box = svg.getBoundingClientRect();
+    return [...svg.querySelectorAll('text')].map(t => {
+        const r = t.getBoundingClientRect();
+        return {text: t.textContent, left: r.left - box.left, right: r.right - box.left, width: box.width};
+    });
+})"""
+
+
+def test_chart_labels_stay_inside_their_chart(browser, tmp_path):
+    """The chosen threshold at the right edge of the v2.0 threshold chart (the largest null odds,
+    3.0): its label goes left of its line, whole, instead of being clipped by the SVG at its edge
+    (it showed "ch"); no text of any chart on the page leaves its chart, a long title included
+    ("Training loss (mean of each 1000-step window)")."""
+    out = v2_output_dir(tmp_path, 3.0)
+    _write(out / "run_config.json", {**json.loads((out / "run_config.json").read_text()), "logging_steps": 1000})
+    (out / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 4 - s / 2000, "learning_rate": 1e-4})
+                                               + "\n" for s in range(1000, 5001, 1000)), encoding="utf-8")
+    page = write_report(out)
+    browser.open(page)
+    texts = browser.js(CHART_TEXTS)
+    chosen = [t for t in texts if t["text"].startswith("chosen")]
+    assert [t["text"] for t in chosen] == ["chosen 3.00: F1 30.0"]
+    outside = [t for t in texts if t["left"] < 0 or t["right"] > t["width"]]
+    assert len(texts) > 20 and outside == []
+    browser.screenshot(tmp_path / "v2_edge.png")
+    assert browser.errors == []
+
+
+def test_report_command_prints_each_line_once(tmp_path):
+    """`python -m jaxqa report OUT` as a user runs it: the page's line once (it was logged and then
+    printed again), and the question without a prediction said once."""
+    out = build_output_dir(tmp_path / "run", DATA / "squad_v1.1/dev.json", 8)
+    proc = subprocess.run([sys.executable, "-m", "jaxqa", "report", str(out)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    lines = (proc.stdout + proc.stderr).splitlines()
+    said = [line for line in lines if str(out / "eval_report.html") in line]
+    assert len(said) == 1 and re.fullmatch(rf"report: {re.escape(str(out / 'eval_report.html'))} \(8 questions, "
+                                           r"\d+ kB, \d+\.\ds\)", said[0]), lines
+    qid = load_examples(DATA / "squad_v1.1/dev.json").ids[7]
+    assert lines == [f"report: 1 of 8 questions of {DATA / 'squad_v1.1/dev.json'} have no prediction in {out} and "
+                     f"score 0 (first: {qid})", said[0]]
+
+
+def test_report_subcommand_counts_windows_with_the_runs_tokenizer(tmp_path, caplog):
     """`python -m jaxqa report OUT` without windows.json: windows per question come from the run's
     tokenizer and window settings (a 256-token window: long contexts take two or more)."""
     import importlib.util
@@ -680,8 +786,9 @@ def test_report_subcommand_counts_windows_with_the_runs_tokenizer(tmp_path, caps
     minilm_dir = Path(list(spec.submodule_search_locations)[0]) / "model"
 
     out = build_output_dir(tmp_path / "run", DATA / "squad_v1.1/dev.json", 30, windows=False, model=str(minilm_dir))
-    assert main(["report", str(out)]) == 0
-    assert f"report: {out / 'eval_report.html'}" in capsys.readouterr().out
+    with caplog.at_level(logging.INFO, logger="jaxqa"):
+        assert main(["report", str(out)]) == 0
+    assert f"report: {out / 'eval_report.html'} (30 questions" in caplog.text
     assert "Windows per question (max_seq_length 256" in (out / "eval_report.html").read_text(encoding="utf-8")
     run = load_run(out)
     assert sorted(run.windows) == sorted(run.examples.ids)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, require
+from conftest import ROOT, require, write_json
 
 from jaxqa.cli import build_parser, flags_table, parse_config
 from jaxqa.config import SAMPLE_DIR, RunConfig, default_run
@@ -415,7 +416,7 @@ def test_command_line_process_loads_tokenizers_without_pytorch(minilm_dir):
 
     assert proc.stdout.split("]")[0] + "]" == str(load_tokenizer(minilm_dir)("Who wrote it?")["input_ids"])
     for entry in ("run_qa.py", "jaxqa/__main__.py"):
-        assert "keep_pytorch_out()\n    sys.exit(main())" in (ROOT / entry).read_text()
+        assert re.search(r"keep_pytorch_out\(\)\n    sys\.exit\(main\((prog=\"python -m jaxqa\")?\)\)", (ROOT / entry).read_text())
 
 
 def test_compilation_cache_defaults_to_jax_own_variable(monkeypatch, tmp_path):
@@ -448,3 +449,125 @@ def test_a_missing_test_reference_fails_under_ci_and_skips_elsewhere(monkeypatch
     with pytest.raises(pytest.skip.Exception, match="absent_reference is needed by this test"):
         require("absent_reference")
     assert require("json") is json
+
+
+def _help(capsys, main, argv) -> str:
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_help_names_the_program_lists_the_commands_and_groups_the_flags():
+    """`python -m jaxqa --help` names `python -m jaxqa` and lists its commands, one line each (run_qa.py's
+    names run_qa.py); the flags come in sections (data, model, ..., multi-host), each flag once."""
+    env = {**os.environ, "COLUMNS": "200"}
+    helps = {prog: subprocess.run([sys.executable, *start, "--help"], capture_output=True, text=True, cwd=ROOT,
+                                  env=env, timeout=120).stdout
+             for prog, start in [("python -m jaxqa", ["-m", "jaxqa"]), ("run_qa.py", [str(ROOT / "run_qa.py")])]}
+    for prog, text in helps.items():
+        assert text.startswith(f"usage: {prog} [train] [CONFIG.yaml|CONFIG.json] [--flag value ...]\n"
+                               f"       {prog} {{answer,evaluate,report,compare}} ..."), text[:300]
+        listed = re.findall(r"^  (\w+) +\w", text.split("\ncommands:\n")[1].split("\n\n")[0], re.M)
+        assert listed == ["train", "answer", "evaluate", "report", "compare"]
+    sections = dict(re.findall(r"^(\S[^\n]*):\n(.*?)(?=^\S|\Z)", helps["python -m jaxqa"], re.M | re.S))
+    assert list(sections)[1:] == ["options", "data", "model", "training", "evaluation", "checkpoints", "speed",
+                                  "output", "multi-host"]
+    flags = {name: re.findall(r"^  (--\w+)", body, re.M) for name, body in sections.items()}
+    for flag, section in [("--train_file", "data"), ("--model_name_or_path", "model"), ("--learning_rate", "training"),
+                          ("--max_steps", "training"), ("--eval_steps", "evaluation"), ("--save_steps", "checkpoints"),
+                          ("--bf16", "speed"), ("--mesh", "speed"), ("--output_dir", "output"),
+                          ("--process_id", "multi-host")]:
+        assert flag in flags[section], (flag, section)
+    listed = [flag for section in flags.values() for flag in section]
+    assert sorted(listed) == sorted({*listed}) and {f"--{f.name}" for f in dataclasses.fields(RunConfig)} <= {*listed}
+
+
+def test_evaluate_is_a_command_and_help_texts_read_whole(capsys, data_dir, tmp_path):
+    """`python -m jaxqa evaluate DATA PRED` is `python -m jaxqa.evaluate DATA PRED`; the scorer's description
+    is a sentence, not "...interface:"; compare's help says 95%, not 95%%."""
+    from jaxqa import compare, evaluate
+    from jaxqa.cli import main
+
+    records = [r for r in json.loads((data_dir / "fixtures/flat_sample.json").read_text())["data"]
+               if r["answers"]["text"]][:20]
+    data = write_json(tmp_path / "data.json", {"data": records})
+    predictions = {r["id"]: r["answers"]["text"][0] for r in records[:-1]}  # all right, but the last one missing
+    (tmp_path / "pred.json").write_text(json.dumps(predictions))
+    assert main(["evaluate", str(data), str(tmp_path / "pred.json")]) == 0
+    via_command = capsys.readouterr()
+    assert evaluate.main([str(data), str(tmp_path / "pred.json")]) == 0
+    assert via_command == capsys.readouterr()
+    assert len(records) == 8 and json.loads(via_command.out) == {"metric": "squad", "exact_match": 87.5, "f1": 87.5}
+
+    text = " ".join(_help(capsys, main, ["evaluate", "--help"]).split())
+    assert text.startswith("usage: run_qa.py evaluate [-h]") and "interface:" not in text
+    assert "Score a predictions file against SQuAD-format data (nested or flat JSON, or JSON lines) with the official " \
+           "SQuAD v1.1/v2.0 scripts' arguments and numbers; prints the metrics as one JSON object." in text
+    text = " ".join(_help(capsys, compare.main, ["--help"]).split())
+    assert "paired bootstrap 95% confidence interval" in text and "%%" not in text
+
+
+def test_hugging_face_trainer_flags_mean_the_same_or_name_the_flag_to_use(tmp_path, capsys):
+    """--bf16, --max_steps, --eval_strategy (and its old name --evaluation_strategy), --save_strategy and
+    --report_to land in jaxqa's settings; --fp16 and --logging_dir are refused naming what to use instead,
+    on the command line and in a config file alike; a mistyped flag is answered with the closest one."""
+    from jaxqa.errors import ConfigError
+
+    run = ["--do_train", "--train_file", "a.json", "--do_eval", "--validation_file", "b.json"]
+    config = parse_config([*run, "--bf16", "--max_steps", "700", "--evaluation_strategy", "epoch", "--save_strategy",
+                           "no", "--report_to", "none"])[0]
+    assert config == RunConfig(do_train=True, train_file="a.json", do_eval=True, validation_file="b.json",
+                               dtype="bfloat16", max_steps=700, eval_strategy="epoch", save_strategy="no",
+                               report_to="none")
+    assert parse_config([*run, "--bf16", "false", "--eval_strategy", "steps"])[0] == RunConfig(
+        do_train=True, train_file="a.json", do_eval=True, validation_file="b.json", eval_strategy="steps")
+    refused = {
+        ("--fp16",): "--fp16: float16 training needs loss scaling, which jaxqa does not do; use --bf16 (= --dtype "
+                     "bfloat16: the same speed on GPUs and TPUs that have it, no loss scaling needed)",
+        ("--logging_dir", "runs"): "--logging_dir runs: jaxqa writes TensorBoard event files to OUTPUT_DIR/tensorboard "
+                                   "(tensorboard --logdir OUTPUT_DIR); drop --logging_dir and choose --output_dir",
+        ("--bf16", "--dtype", "float32"): "--bf16 means --dtype bfloat16, but --dtype float32 is given too; pass one",
+    }
+    for flags, error in refused.items():
+        with pytest.raises(ConfigError) as err:
+            parse_config([*run, *flags])
+        assert str(err.value) == error
+    for flags, error in [(["--max_steps", "0"], "--max_steps must be positive (or -1: --num_train_epochs decides), "
+                                                "got 0"),
+                         (["--do_eval", "false", "--eval_strategy", "epoch"], "--eval_strategy epoch evaluates during "
+                          "training: it needs --do_train and --do_eval (with --validation_file)")]:
+        with pytest.raises(ConfigError) as err:
+            parse_config([*run, *flags])[0].validate()
+        assert str(err.value) == error
+    recipe = tmp_path / "hf.yaml"
+    recipe.write_text("do_train: true\ntrain_file: a.json\nbf16: true\nevaluation_strategy: 'no'\n")
+    assert parse_config([str(recipe)])[0] == RunConfig(do_train=True, train_file="a.json", dtype="bfloat16",
+                                                       eval_strategy="no")
+    recipe.write_text("do_train: true\ntrain_file: a.json\nfp16: true\n")
+    with pytest.raises(ConfigError, match=r"^--fp16: float16 training needs loss scaling"):
+        parse_config([str(recipe)])
+
+    for flags, hint in [(["--lerning_rate", "1e-4"], "--lerning_rate 1e-4 (did you mean --learning_rate?)"),
+                        (["--num_epochs=2", "--evaluation_strategy", "epoch", "--weightdecay", "0.01"],
+                         "--num_epochs=2 --weightdecay 0.01 (did you mean --num_train_epochs for --num_epochs, "
+                         "--weight_decay for --weightdecay?)"),
+                        (["--push_to_hugging_face"], "--push_to_hugging_face")]:
+        with pytest.raises(SystemExit):
+            parse_config([*run, *flags])
+        assert capsys.readouterr().err.strip().splitlines()[-1] == f"run_qa.py: error: unrecognized arguments: {hint}"
+
+
+def test_eval_strategy_steps_epoch_no_as_hugging_face_trainer():
+    """Steps after which the train loop evaluates, 12 steps of 5 per epoch: Hugging Face's Trainer for
+    steps / epoch / no, its Flax run_qa.py (every N and at each epoch's end) for auto, the jaxqa default."""
+    def due(**settings):
+        config = RunConfig(do_train=True, do_eval=True, logging_steps=4, **settings)
+        return [step for step in range(1, 13) if config.evaluation_due(step, steps_per_epoch=5)]
+
+    assert due(eval_steps=3) == [3, 5, 6, 9, 10, 12]  # auto: the Flax run_qa.py's rule, as before
+    assert due() == []
+    assert due(eval_strategy="steps", eval_steps=3) == [3, 6, 9, 12]
+    assert due(eval_strategy="steps") == [4, 8, 12]  # no --eval_steps: every --logging_steps, as Hugging Face's
+    assert due(eval_strategy="epoch", eval_steps=3) == [5, 10]
+    assert due(eval_strategy="no", eval_steps=3) == []
