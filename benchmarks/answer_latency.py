@@ -3,7 +3,7 @@
 Three workloads from SQuAD v1.1 dev: one question on one paragraph, one question on a ~3,000-word
 context (dev paragraphs joined) and a batch of 256 dev questions with their paragraphs. Both sides
 take the same windows (the answerer's max_seq_length / doc_stride, the same fast tokenizer) and the
-same post-processing (`jaxqa.decode`: best valid span, n-best probabilities); PyTorch tokenises as
+same post-processing (`jaxqa.scoring.decode`: best valid span, n-best probabilities); PyTorch tokenises as
 Hugging Face's QA examples do (overflowing windows, offsets, batches padded to their longest) and runs
 `AutoModelForQuestionAnswering` under `torch.inference_mode` (and bf16 autocast). Calls are warm
 (every program compiled first) and interleaved in one process; medians and p90 reported.
@@ -31,9 +31,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jaxqa import decode  # noqa: E402
-from jaxqa.answer import QuestionAnswerer  # noqa: E402
-from jaxqa.weights import packaged_model_dir  # noqa: E402
+from jaxqa.models.weights import packaged_model_dir  # noqa: E402
+from jaxqa.scoring import decode  # noqa: E402
+from jaxqa.scoring.answer import QuestionAnswerer  # noqa: E402
 
 DEV = ROOT.parent / "shared/data/squad_v1.1/dev.json"
 

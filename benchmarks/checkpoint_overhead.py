@@ -19,10 +19,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jaxqa.checkpoint import Checkpointer  # noqa: E402
 from jaxqa.config import RunConfig  # noqa: E402
-from jaxqa.train_state import create_train_state, train_step  # noqa: E402
-from jaxqa.weights import packaged_model_dir  # noqa: E402
+from jaxqa.models.weights import packaged_model_dir  # noqa: E402
+from jaxqa.training.checkpoint import Checkpointer  # noqa: E402
+from jaxqa.training.train_state import create_train_state, train_step  # noqa: E402
 
 
 def random_batch(batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:

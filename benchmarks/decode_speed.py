@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jaxqa import decode, metrics  # noqa: E402
+from jaxqa.scoring import decode, metrics  # noqa: E402
 
 WORDS = "the of and to in a is was for on as with by he at from his an were are which this be".split()
 

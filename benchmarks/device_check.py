@@ -9,7 +9,7 @@ package) and the bundled sample; BERT-base and BERT-large are random configs. Ma
 8 minutes on an H200 (not yet run on one: no figure from it is claimed anywhere). The parts:
 
 1. train: steps/s, examples/s and MFU (analytic model FLOPs over the chip's dense bf16 peak,
-   `jaxqa.throughput`) of BERT-base and BERT-large at 384 tokens, bf16, with the default attention
+   `jaxqa.training.throughput`) of BERT-base and BERT-large at 384 tokens, bf16, with the default attention
    (dropout on probabilities: the blocked kernel) and the flash path (`--attention_dropout false`:
    cuDNN), and `transformers`' PyTorch `BertForQuestionAnswering` under bf16 autocast on the same
    shapes with the same AdamW + clipping, rounds interleaved in this process, medians reported.
@@ -56,14 +56,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 from memory_check import rss_bytes  # noqa: E402
 from train_throughput import BERT_BASE, host_batch  # noqa: E402
 
-from jaxqa import batching, compilation, decode, metrics, sharding, throughput  # noqa: E402
+from jaxqa import sharding  # noqa: E402
 from jaxqa.config import RunConfig  # noqa: E402
-from jaxqa.data import load_examples  # noqa: E402
-from jaxqa.features import load_tokenizer, tokenize  # noqa: E402
+from jaxqa.data import batching  # noqa: E402
+from jaxqa.data.examples import load_examples  # noqa: E402
+from jaxqa.data.features import load_tokenizer, tokenize  # noqa: E402
 from jaxqa.models.attention import attention  # noqa: E402
 from jaxqa.models.encoder import EncoderConfig, plan_attention  # noqa: E402
-from jaxqa.train_state import create_train_state, eval_step, train_step  # noqa: E402
-from jaxqa.weights import packaged_model_dir  # noqa: E402
+from jaxqa.models.weights import packaged_model_dir  # noqa: E402
+from jaxqa.scoring import decode, metrics  # noqa: E402
+from jaxqa.training import compilation, throughput  # noqa: E402
+from jaxqa.training.train_state import create_train_state, eval_step, train_step  # noqa: E402
 
 BERT_LARGE = {**BERT_BASE, "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
               "intermediate_size": 4096}

@@ -20,9 +20,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jaxqa.data import load_examples  # noqa: E402
-from jaxqa.features import load_tokenizer, tokenize  # noqa: E402
-from jaxqa.weights import packaged_model_dir  # noqa: E402
+from jaxqa.data.examples import load_examples  # noqa: E402
+from jaxqa.data.features import load_tokenizer, tokenize  # noqa: E402
+from jaxqa.models.weights import packaged_model_dir  # noqa: E402
 
 SETTINGS = dict(max_seq_length=384, doc_stride=128, max_query_length=64)
 

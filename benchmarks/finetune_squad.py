@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "squad_v1.1"
 sys.path.insert(0, str(ROOT))
 
-from jaxqa import decode, metrics  # noqa: E402
 from jaxqa.config import RunConfig  # noqa: E402
 from jaxqa.errors import JaxqaError  # noqa: E402
-from jaxqa.trainer import Trainer  # noqa: E402
+from jaxqa.scoring import decode, metrics  # noqa: E402
+from jaxqa.training.trainer import Trainer  # noqa: E402
 
 
 def run_jaxqa(args) -> dict:
@@ -51,7 +51,7 @@ def run_peer(trainer_features, examples, eval_examples, eval_features, steps: in
     import torch
     from transformers import BertForQuestionAnswering, get_linear_schedule_with_warmup
 
-    from jaxqa.weights import packaged_model_dir
+    from jaxqa.models.weights import packaged_model_dir
 
     torch.manual_seed(42)
     model = BertForQuestionAnswering.from_pretrained(str(packaged_model_dir()))
@@ -113,9 +113,9 @@ def main() -> int:
     print(f"jaxqa: {j['steps']} steps in {j['train_seconds']:.0f}s of training; dev EM {j['exact_match']:.2f} "
           f"F1 {j['f1']:.2f}", flush=True)
     if args.peer_steps or args.peer_full:
-        from jaxqa.data import load_examples
-        from jaxqa.features import load_tokenizer, tokenize
-        from jaxqa.weights import packaged_model_dir
+        from jaxqa.data.examples import load_examples
+        from jaxqa.data.features import load_tokenizer, tokenize
+        from jaxqa.models.weights import packaged_model_dir
 
         tok = load_tokenizer(packaged_model_dir())
         train_ex, dev_ex = load_examples(DATA / "train.json"), load_examples(DATA / "dev.json")

@@ -37,10 +37,11 @@ def measure(name: str, batch: int, seq: int) -> dict:
     import jax
     import numpy as np
 
-    from jaxqa import compilation, sharding
+    from jaxqa import sharding
     from jaxqa.config import RunConfig
-    from jaxqa.train_state import create_train_state, train_step
-    from jaxqa.weights import packaged_model_dir
+    from jaxqa.models.weights import packaged_model_dir
+    from jaxqa.training import compilation
+    from jaxqa.training.train_state import create_train_state, train_step
 
     if name == "minilm":
         model_dir, pretrained = packaged_model_dir(), True

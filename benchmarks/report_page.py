@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from test_report import DATA, Chromium, build_output_dir, find_browser  # noqa: E402
 
-from jaxqa.report import write_report  # noqa: E402
+from jaxqa.report.page import write_report  # noqa: E402
 
 
 def squad_questions(n: int, out: Path) -> Path:

@@ -21,9 +21,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from jaxqa import sharding, train_state, weights  # noqa: E402
+from jaxqa import sharding  # noqa: E402
 from jaxqa.config import RunConfig
+from jaxqa.models import weights
 from jaxqa.models.encoder import EncoderConfig  # noqa: E402
+from jaxqa.training import train_state
 
 OPT = RunConfig(seed=0, dtype="float32", learning_rate=5e-5, weight_decay=0.01, adam_beta1=0.9,
                   adam_beta2=0.999, adam_epsilon=1e-8, max_grad_norm=1.0, warmup_ratio=0.1, warmup_steps=0)

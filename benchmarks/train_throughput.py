@@ -1,6 +1,6 @@
 """Train-step throughput at equal work: jaxqa against `transformers`' PyTorch BertForQuestionAnswering
 on the same model, the same batch shape and the same optimizer (AdamW + clipping), rounds interleaved
-in one process, medians reported. Also the model FLOP/s (analytic count, `jaxqa.throughput`) and their
+in one process, medians reported. Also the model FLOP/s (analytic count, `jaxqa.training.throughput`) and their
 share of this machine's measured 2048^3 float32 matmul peak.
 
     python benchmarks/train_throughput.py [--batch 16] [--seq 384] [--steps 6] [--rounds 3]
@@ -22,10 +22,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from jaxqa import throughput  # noqa: E402
 from jaxqa.config import RunConfig  # noqa: E402
-from jaxqa.train_state import create_train_state, train_step  # noqa: E402
-from jaxqa.weights import load_config, packaged_model_dir  # noqa: E402
+from jaxqa.models.weights import load_config, packaged_model_dir  # noqa: E402
+from jaxqa.training import throughput  # noqa: E402
+from jaxqa.training.train_state import create_train_state, train_step  # noqa: E402
 
 BERT_BASE = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                  intermediate_size=3072, max_position_embeddings=512, type_vocab_size=2, model_type="bert")

@@ -21,9 +21,10 @@ import threading
 import typing
 from pathlib import Path
 
-from jaxqa import atomic, metrics
+from jaxqa import atomic
 from jaxqa.config import GROUPS, RunConfig, default_run
 from jaxqa.errors import ConfigError, DataError, Interrupted, JaxqaError
+from jaxqa.scoring import metrics
 
 _TRUE, _FALSE = {"true", "t", "1", "yes", "y"}, {"false", "f", "0", "no", "n"}  # what Hugging Face's parser takes
 
@@ -288,8 +289,7 @@ def with_model_window(given: dict) -> RunConfig:
     config = RunConfig(**given)
     if config.do_train or not config.model_name_or_path:
         return config
-    from jaxqa import weights
-
+    from jaxqa.models import weights
     if all(name in given for name in weights.WINDOW_SETTINGS) or not Path(config.model_name_or_path).is_dir():
         return config  # (a Hub id is resolved later, by the run: parsing never goes to the network)
     model_dir = weights.resolve_model_dir(config.model_name_or_path, config.cache_dir, revision=config.model_revision,
@@ -320,8 +320,8 @@ def _silent(*_args, **_kwargs) -> None:
 
 def run(config: RunConfig, *, announce=print) -> dict:
     from jaxqa import sharding
-    from jaxqa.run_log import clear_previous_run, kept_note, read_json, write_json
-    from jaxqa.trainer import Trainer
+    from jaxqa.training.run_log import clear_previous_run, kept_note, read_json, write_json
+    from jaxqa.training.trainer import Trainer
 
     trainer = Trainer(config)
     if not sharding.is_main_process():  # multi-host: process 0 speaks for all
@@ -383,8 +383,7 @@ def continues_in_place(config: RunConfig, step: int) -> bool:
 
 def dry_run(trainer, announce=print) -> dict:
     """Compile the train step for the largest batch shape and report the memory it needs; no training."""
-    from jaxqa import compilation, run_setup
-
+    from jaxqa.training import compilation, run_setup
     plan = run_setup.plan(trainer.config, trainer.train_features, trainer.train_batch, epoch=0)
     largest = max(b.seq_len for b in plan)
     report = trainer.compile_train_steps([largest])  # raises, naming what to change, when it does not fit
@@ -396,7 +395,7 @@ def dry_run(trainer, announce=print) -> dict:
 
 def summary_table(results: dict, steps: int) -> str:
     """The end-of-run table: training figures, then every eval metric before/after fine-tuning."""
-    from jaxqa.run_log import kept_note
+    from jaxqa.training.run_log import kept_note
 
     rows = [("train steps", kept_note(results.get("eval", {})) or str(steps)),
             ("train time (s)", f"{results['train_seconds']:.1f}")]
@@ -511,8 +510,8 @@ def answer_main(argv: list[str]) -> int:
                 if not text.strip():
                     raise ConfigError(f"{flag} is empty: {fix}")
             records = [{"question": args.question, "context": context}]
-        from jaxqa.answer import QuestionAnswerer
-        from jaxqa.weights import WINDOW_SETTINGS
+        from jaxqa.models.weights import WINDOW_SETTINGS
+        from jaxqa.scoring.answer import QuestionAnswerer
 
         logging.basicConfig(level=logging.WARNING, format="jaxqa: %(message)s")
         logging.getLogger("jaxqa").setLevel(logging.INFO)  # on stderr: the threshold used, the model as read
@@ -577,15 +576,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     if command == "answer":
         return answer_main(argv[1:])
     if command == "evaluate":
-        from jaxqa.evaluate import main as evaluate_main
+        from jaxqa.scoring.evaluate import main as evaluate_main
 
         return evaluate_main(argv[1:], prog=f"{prog} evaluate")
     if command == "report":
-        from jaxqa.report import main as report_main
+        from jaxqa.report.page import main as report_main
 
         return report_main(argv[1:])
     if command == "compare":
-        from jaxqa.compare import main as compare_main
+        from jaxqa.report.compare import main as compare_main
 
         return compare_main(argv[1:])
     if command == "train":

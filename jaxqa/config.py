@@ -9,8 +9,8 @@ from dataclasses import field
 from pathlib import Path
 from typing import Literal
 
-from jaxqa import periodic
 from jaxqa.errors import ConfigError
+from jaxqa.training import periodic
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
 

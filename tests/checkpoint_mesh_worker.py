@@ -13,9 +13,9 @@ import jax
 import numpy as np
 
 from jaxqa import sharding
-from jaxqa.checkpoint import Checkpointer
 from jaxqa.config import RunConfig
-from jaxqa.train_state import create_train_state
+from jaxqa.training.checkpoint import Checkpointer
+from jaxqa.training.train_state import create_train_state
 
 
 def main(model_dir: str, out_dir: str) -> None:

@@ -111,14 +111,14 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def minilm_dir() -> Path:
-    from jaxqa.weights import packaged_model_dir
+    from jaxqa.models.weights import packaged_model_dir
 
     return packaged_model_dir()
 
 
 @pytest.fixture(scope="session")
 def minilm_tokenizer(minilm_dir):
-    from jaxqa.features import load_tokenizer
+    from jaxqa.data.features import load_tokenizer
 
     return load_tokenizer(minilm_dir)
 
@@ -226,7 +226,7 @@ def logged_losses(out: Path) -> dict[int, float]:
 
 
 def final_weights(out: Path) -> dict[str, np.ndarray]:
-    from jaxqa.weights import read_checkpoint
+    from jaxqa.models.weights import read_checkpoint
 
     return read_checkpoint(out / "model")
 

@@ -13,11 +13,13 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jaxqa import batching, sharding, train_state
+from jaxqa import sharding
 from jaxqa.cli import keep_pytorch_out
 from jaxqa.config import RunConfig
-from jaxqa.data import load_examples
-from jaxqa.features import load_tokenizer, tokenize
+from jaxqa.data import batching
+from jaxqa.data.examples import load_examples
+from jaxqa.data.features import load_tokenizer, tokenize
+from jaxqa.training import train_state
 
 OPT = RunConfig(seed=0, dtype="float32", learning_rate=1e-3, weight_decay=0.01, adam_beta1=0.9,
                   adam_beta2=0.999, adam_epsilon=1e-5, max_grad_norm=1.0, warmup_ratio=0.0, warmup_steps=0)

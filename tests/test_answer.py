@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from conftest import ROOT, require
 
-from jaxqa import weights
-from jaxqa.answer import QuestionAnswerer
 from jaxqa.errors import ModelError
-from jaxqa.train_state import load_model
+from jaxqa.models import weights
+from jaxqa.scoring.answer import QuestionAnswerer
+from jaxqa.training.train_state import load_model
 
 
 def test_export_loads_in_transformers_with_equal_logits(tmp_path, tiny_bert_dir, minilm_tokenizer):
@@ -26,7 +26,7 @@ def test_export_loads_in_transformers_with_equal_logits(tmp_path, tiny_bert_dir,
     from flax import nnx
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, BertForQuestionAnswering
 
-    from jaxqa.steps import forward
+    from jaxqa.training.steps import forward
 
     graphdef, params, cfg = load_model(tiny_bert_dir)
     out = weights.save_pretrained(nnx.to_pure_dict(params), cfg, tmp_path / "export", minilm_tokenizer,
@@ -84,8 +84,8 @@ def test_answer_probability_is_the_softmax_over_the_nbest_spans_and_no_answer(ti
     """One window: every valid span (in the context, end >= start, at most max_answer_length tokens)
     scored start + end logit by brute force; the 20 best and "no answer" (the [CLS] score) share a
     softmax, and the answer's probability is its share, as Hugging Face's pipeline reports."""
-    from jaxqa.data import Examples
-    from jaxqa.features import tokenize
+    from jaxqa.data.examples import Examples
+    from jaxqa.data.features import tokenize
     question, context = "Which team won?", "The Denver Broncos defeated the Carolina Panthers 24-10 at Levi's Stadium."
     qa = QuestionAnswerer.from_pretrained(tiny_bert_dir, max_seq_length=64, max_answer_length=5)
     result = qa(question, context)
@@ -110,8 +110,8 @@ def test_the_trainers_answerer_abstains_by_the_runs_no_answer_threshold(tmp_path
     import shutil
 
     from jaxqa.config import RunConfig
-    from jaxqa.evaluation import THRESHOLD_FILE
-    from jaxqa.trainer import Trainer
+    from jaxqa.scoring.evaluation import THRESHOLD_FILE
+    from jaxqa.training.trainer import Trainer
 
     saved = tmp_path / "evaluated"
     shutil.copytree(tiny_bert_dir, saved)
@@ -139,7 +139,7 @@ def exported(tmp_path_factory, tiny_bert_dir, data_dir):
     """The tiny BERT exported by a run's `save_model` with windows of 256 (stride 64, questions of 32, answers of
     12 tokens): what a run at --max_seq_length 256 leaves in OUTPUT_DIR/model."""
     from jaxqa.config import RunConfig
-    from jaxqa.trainer import Trainer
+    from jaxqa.training.trainer import Trainer
 
     out = tmp_path_factory.mktemp("exported")
     config = RunConfig(model_name_or_path=str(tiny_bert_dir), validation_file=str(data_dir / "fixtures/flat_sample.json"),
@@ -283,8 +283,7 @@ def test_answering_runs_batches_sized_to_the_request(tiny_bert_dir):
 def test_row_buckets_divide_over_the_mesh():
     """A short batch takes the fewest of min_rows * 2**k rows (min_rows: the devices a batch is split
     over), at most batch_size; full batches stay whole, and without min_rows every batch is full."""
-    from jaxqa import batching
-
+    from jaxqa.data import batching
     lengths = np.array([10] * 27 + [100] * 3)  # two length buckets (64, 128): 27 and 3 rows
     sizes = lambda **kw: [(len(b.rows), b.seq_len, int((b.rows >= 0).sum()))  # noqa: E731
                           for b in batching.plan_batches(lengths, 24, max_seq_length=128, **kw)]

@@ -237,9 +237,9 @@ def test_lengths_mask_is_wrong_for_a_left_padded_batch_so_it_falls_back_or_is_re
 
 
 def _real_batch(tokenizer, data_dir, rows=8, seq=128):
-    from jaxqa import batching
-    from jaxqa.data import load_examples
-    from jaxqa.features import tokenize
+    from jaxqa.data import batching
+    from jaxqa.data.examples import load_examples
+    from jaxqa.data.features import tokenize
 
     feats = tokenize(load_examples(data_dir / "fixtures/flat_sample.json"), tokenizer, max_seq_length=seq,
                      doc_stride=64)
@@ -254,7 +254,7 @@ def test_the_lengths_path_of_the_model_equals_the_blocked_kernel(minilm_tokenize
     windows; a concrete left-padded mask is refused."""
     from flax import nnx
 
-    from jaxqa.steps import forward
+    from jaxqa.training.steps import forward
 
     batch = _real_batch(minilm_tokenizer, data_dir)
     real = np.asarray(batch["attention_mask"]) > 0

@@ -78,9 +78,9 @@ def test_sigterm_saves_exits_cleanly_and_resumes(tmp_path, straight_run, tiny_be
 def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, tiny_bert_dir, caplog):
     import jax
 
-    from jaxqa.checkpoint import Checkpointer
     from jaxqa.config import RunConfig
-    from jaxqa.train_state import create_train_state
+    from jaxqa.training.checkpoint import Checkpointer
+    from jaxqa.training.train_state import create_train_state
 
     state = create_train_state(RunConfig(), tiny_bert_dir, total_steps=10)
     checkpointer, saved = Checkpointer(tmp_path, keep=3), {}
@@ -101,9 +101,9 @@ def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, tiny_ber
 
 
 def test_keeps_the_newest_plus_the_best(tmp_path, tiny_bert_dir):
-    from jaxqa.checkpoint import Checkpointer
     from jaxqa.config import RunConfig
-    from jaxqa.train_state import create_train_state
+    from jaxqa.training.checkpoint import Checkpointer
+    from jaxqa.training.train_state import create_train_state
 
     state = create_train_state(RunConfig(), tiny_bert_dir, total_steps=10)
     checkpointer = Checkpointer(tmp_path, keep=2, best_metric="f1")
@@ -117,10 +117,10 @@ def test_best_model_at_end_and_early_stopping_survive_a_resume(tmp_path, tiny_be
     """Real training, checkpoints and export; only the in-loop F1 is scripted. Evaluations at steps 2, 4, 6,
     8: the best is step 4 (30.0), then two without a better one, so patience 2 stops the run at step 8.
     The exported model and the final evaluation are step 4's; a resumed run trains nothing more."""
-    from jaxqa.checkpoint import Checkpointer
     from jaxqa.config import RunConfig
-    from jaxqa.train_state import load_model
-    from jaxqa.trainer import Trainer
+    from jaxqa.training.checkpoint import Checkpointer
+    from jaxqa.training.train_state import load_model
+    from jaxqa.training.trainer import Trainer
 
     scripted = {2: 10.0, 4: 30.0, 6: 20.0, 8: 30.0, 10: 99.0}
     real_evaluate = Trainer.evaluate
@@ -238,7 +238,7 @@ def test_a_consumer_stopping_early_stops_and_joins_the_batch_producer():
     thread must stop and be joined, not be left inside a device transfer while the interpreter exits."""
     import threading
 
-    from jaxqa.inference import prefetch
+    from jaxqa.scoring.inference import prefetch
 
     produced, before = [], set(threading.enumerate())
 
@@ -302,9 +302,9 @@ def test_a_stop_signal_outside_the_train_loop_is_never_lost_and_leaves_no_tempor
 
 def _policy(tiny_bert_dir, out, **settings):
     """A CheckpointPolicy of `out` as a run with `settings` opens it, and that run's initial state."""
-    from jaxqa.checkpoint import CheckpointPolicy, DataPosition
     from jaxqa.config import RunConfig
-    from jaxqa.train_state import create_train_state
+    from jaxqa.training.checkpoint import CheckpointPolicy, DataPosition
+    from jaxqa.training.train_state import create_train_state
 
     config = RunConfig(model_name_or_path=str(tiny_bert_dir), output_dir=str(out), **settings)
     position = DataPosition(steps_per_epoch=5, global_batch=8, num_train_features=40, devices=1,
@@ -387,10 +387,10 @@ def test_sigterm_during_an_evaluation_in_the_loop_saves_at_once_and_the_resumed_
     final weights equal those of a run never stopped."""
     import signal as signals
 
-    from jaxqa.checkpoint import Checkpointer
     from jaxqa.config import RunConfig
     from jaxqa.errors import Interrupted
-    from jaxqa.trainer import Trainer
+    from jaxqa.training.checkpoint import Checkpointer
+    from jaxqa.training.trainer import Trainer
 
     def config(out, **more):
         return RunConfig(model_name_or_path=str(tiny_bert_dir), train_file=str(data_dir / "squad_v1.1/train.json"),

@@ -205,7 +205,9 @@ def test_v2_eval_results_reproduce_from_the_written_files(tmp_path, tiny_bert_di
     used = sorted(odds.values())[len(odds) // 4]  # another threshold, abstaining on three quarters
     proc, _ = predict("--null_score_diff_threshold", used)
     assert f"null threshold: {used:g} (--null_score_diff_threshold)" in proc.stderr
-    from jaxqa.answer import QuestionAnswerer  # `python -m jaxqa answer`: the same rule, never abstaining without
+    from jaxqa.scoring.answer import (
+        QuestionAnswerer,  # `python -m jaxqa answer`: the same rule, never abstaining without
+    )
 
     assert QuestionAnswerer.from_pretrained(out / "model").null_score_diff_threshold == saved["null_score_diff_threshold"]
     assert QuestionAnswerer.from_pretrained(out / "model", null_score_diff_threshold=1.5).null_score_diff_threshold == 1.5
@@ -244,7 +246,7 @@ def test_metric_for_best_model_is_checked_before_training(tmp_path, tiny_bert_di
     evaluation an epoch in. Hugging Face's eval_ prefix is accepted."""
     from jaxqa.cli import parse_config
     from jaxqa.errors import ConfigError
-    from jaxqa.trainer import Trainer
+    from jaxqa.training.trainer import Trainer
 
     def config(dev: str, metric: str, out: str):
         return parse_config(["--model_name_or_path", str(tiny_bert_dir), "--train_file", str(data_dir / "squad_v1.1/train.json"),
@@ -280,7 +282,7 @@ def test_max_steps_and_epoch_strategies_train_as_hugging_face_trainer(tmp_path, 
     end (step 5), not at the last step (the final evaluation's); --save_strategy epoch saves there and at the end, not every
     --save_steps 2; --report_to none writes no TensorBoard events."""
     from jaxqa.cli import parse_config
-    from jaxqa.trainer import Trainer
+    from jaxqa.training.trainer import Trainer
 
     out = tmp_path / "run"
     config = parse_config([

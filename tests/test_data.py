@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from conftest import ROOT, write_json
 
-from jaxqa.data import load_examples, problem_report
+from jaxqa.data.examples import load_examples, problem_report
+from jaxqa.data.features import checked_features
 from jaxqa.errors import DataError
-from jaxqa.features import checked_features
 
 RECORD = {"id": "q1", "question": "Who won?", "context": "The Broncos won the game.",
           "answers": {"text": ["The Broncos"], "answer_start": [0]}}
@@ -118,7 +118,7 @@ def test_a_run_output_directory_given_as_the_model_points_at_its_model(tmp_path)
     """OUTPUT_DIR (checkpoints/, model/, no config.json of its own) where a model directory is wanted: one line
     pointing at OUTPUT_DIR/model, before any tokenizer is looked for there."""
     from jaxqa.errors import ModelError
-    from jaxqa.weights import resolve_model_dir
+    from jaxqa.models.weights import resolve_model_dir
 
     out = tmp_path / "run"
     (out / "checkpoints/5").mkdir(parents=True)
@@ -255,8 +255,8 @@ def test_lone_surrogate_is_named_by_record_and_field():
 def test_window_checks_before_tokenising_assume_no_worst_case_question(minilm_tokenizer):
     """At start-up only what no data can change is refused: a window that holds nothing but its special
     tokens. --max_query_length and --doc_stride are checked against the real questions when tokenising."""
+    from jaxqa.data.features import check_window
     from jaxqa.errors import ConfigError
-    from jaxqa.features import check_window
 
     with pytest.raises(ConfigError) as err:
         check_window(3, 0, 64, minilm_tokenizer)
@@ -268,8 +268,8 @@ def test_window_checks_before_tokenising_assume_no_worst_case_question(minilm_to
 def test_cut_questions_are_counted_per_file(tmp_path, data_dir, minilm_tokenizer):
     """A question longer than --max_query_length is cut: the file's report counts such questions and names
     the first, also when the features come from the feature cache."""
-    from jaxqa.data import file_report
-    from jaxqa.feature_cache import cached_tokenize
+    from jaxqa.data.examples import file_report
+    from jaxqa.data.feature_cache import cached_tokenize
 
     raw = json.loads((data_dir / "fixtures/flat_sample.json").read_text())["data"][:6]
     raw[4]["question"] = "why " * 3000 + raw[4]["question"]
@@ -296,7 +296,7 @@ def test_cut_questions_are_counted_per_file(tmp_path, data_dir, minilm_tokenizer
 def test_trainer_load_warns_of_cut_questions(tmp_path, data_dir, minilm_tokenizer, caplog):
     """The log names the file, the count, the first ids and the fix."""
     from jaxqa.config import RunConfig
-    from jaxqa.run_setup import DataReport, load_split
+    from jaxqa.training.run_setup import DataReport, load_split
 
     raw = json.loads((data_dir / "fixtures/flat_sample.json").read_text())["data"][:6]
     for i in (1, 4):
@@ -319,8 +319,8 @@ def test_several_training_files_are_checked_each_and_joined(tmp_path, data_dir, 
     import dataclasses
 
     from jaxqa.config import RunConfig
-    from jaxqa.features import tokenize
-    from jaxqa.run_setup import _load_splits
+    from jaxqa.data.features import tokenize
+    from jaxqa.training.run_setup import _load_splits
 
     v2, v1 = str(data_dir / "squad_v2.0/train.json"), str(data_dir / "squad_v1.1/train.json")
     window = dict(max_seq_length=128, doc_stride=32, max_query_length=64)
@@ -350,9 +350,9 @@ def test_training_passages_that_the_run_scores_are_found_and_dropped_on_request(
     the first N are taken, then those are dropped."""
     import dataclasses
 
-    from jaxqa import overlap
     from jaxqa.config import RunConfig
-    from jaxqa.run_setup import _load_splits
+    from jaxqa.data import overlap
+    from jaxqa.training.run_setup import _load_splits
 
     v1, dev = data_dir / "squad_v1.1/dev.json", data_dir / "squad_v2.0/dev.json"
     v2_ids = {q["id"] for a in json.loads(dev.read_text())["data"] for p in a["paragraphs"] for q in p["qas"]}

@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxqa import decode as decode_module
-from jaxqa.decode import best_per_example, best_spans, candidate_spans, decode
+from jaxqa.scoring import decode as decode_module
+from jaxqa.scoring.decode import best_per_example, best_spans, candidate_spans, decode
 
 
 def _all_valid_spans(start, end, offsets, max_len):

@@ -15,11 +15,13 @@ from conftest import ROOT, dot_product_attention_calls, model_graphdef, require
 from flax import nnx
 from test_features import _check_labels, _expected_windows
 
-from jaxqa import sharding, steps, train_state, weights
-from jaxqa.data import load_examples
+from jaxqa import sharding
+from jaxqa.data.examples import load_examples
+from jaxqa.data.features import check_window, load_tokenizer, tokenize
 from jaxqa.errors import ConfigError
-from jaxqa.features import check_window, load_tokenizer, tokenize
+from jaxqa.models import weights
 from jaxqa.models.families import FAMILIES
+from jaxqa.training import steps, train_state
 
 torch = require("torch")
 FAMILY_NAMES = sorted(FAMILIES)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxqa.data import load_examples
+from jaxqa.data.examples import load_examples
+from jaxqa.data.features import load_tokenizer, tokenize
 from jaxqa.errors import ConfigError
-from jaxqa.features import load_tokenizer, tokenize
 
 
 def _check_labels(examples, feats):
@@ -163,7 +163,7 @@ def test_question_too_long_for_the_stride_is_refused_naming_it(data_dir, minilm_
 
 
 def test_feature_cache_returns_the_same_features_and_misses_on_any_change(tmp_path, minilm_tokenizer, data_dir):
-    from jaxqa.feature_cache import cached_tokenize
+    from jaxqa.data.feature_cache import cached_tokenize
 
     examples = load_examples(data_dir / "squad_v1.1/dev.json").select(range(50))
     settings = dict(max_seq_length=192, doc_stride=64)
@@ -187,7 +187,7 @@ def test_windows_read_from_rust_equal_transformers_call(kind, family_tokenizers,
     what `tokenizer(..., return_overflowing_tokens=True, padding="max_length")` returns, field by field,
     for every tokenizer kind (WordPiece, byte-level BPE, Unigram, Chinese), and the tokenizer's own
     truncation/padding settings are left as they were."""
-    from jaxqa.features import _encode_windows
+    from jaxqa.data.features import _encode_windows
 
     if kind == "chinese":
         tokenizer, data = load_tokenizer(data_dir / "vocab/bert-base-chinese"), "xquad/xquad.zh.json"

@@ -10,8 +10,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxqa.data import Examples
-from jaxqa.features import tokenize
+from jaxqa.data.examples import Examples
+from jaxqa.data.features import tokenize
 
 WORDS = ["The", "Broncos", "won", "Super", "Bowl", "50", "3.14", "naïve", "café", "Ærøskøbing", "straße", "İstanbul",
          "e\u0301te\u0301", "a\u0308\u0323", "\u0301", "ΣΟΦΙΑ", "σοφία", "жизнь", "Москва", "سلام", "שלום", "हिन्दी",

@@ -16,9 +16,9 @@ from conftest import ROOT, write_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jaxqa import metrics
-from jaxqa.data import load_examples
-from jaxqa.metrics import cjk_exact, cjk_f1, cjk_segments, exact_match, normalize_answer, squad_v1, token_f1
+from jaxqa.data.examples import load_examples
+from jaxqa.scoring import metrics
+from jaxqa.scoring.metrics import cjk_exact, cjk_f1, cjk_segments, exact_match, normalize_answer, squad_v1, token_f1
 
 # --- the reference: the official scripts' algorithm, written out plainly ------------------------
 

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from conftest import require
 
-from jaxqa import train_state, weights
 from jaxqa.config import RunConfig
-from jaxqa.data import load_examples
+from jaxqa.data.examples import load_examples
+from jaxqa.data.features import tokenize
 from jaxqa.errors import ModelError
-from jaxqa.features import tokenize
+from jaxqa.models import weights
+from jaxqa.training import train_state
 
 torch = require("torch")
 OPT = RunConfig(seed=0, dtype="float32", learning_rate=5e-5, weight_decay=0.01, adam_beta1=0.9,

@@ -19,11 +19,13 @@ import pytest
 from conftest import ROOT
 
 import jaxqa
-from jaxqa import batching, compilation, decode, run_setup, throughput, train_state
 from jaxqa.config import RunConfig
+from jaxqa.data import batching
 from jaxqa.errors import ConfigError
-from jaxqa.steps import forward
-from jaxqa.trainer import Trainer
+from jaxqa.scoring import decode
+from jaxqa.training import compilation, run_setup, throughput, train_state
+from jaxqa.training.steps import forward
+from jaxqa.training.trainer import Trainer
 
 
 def _config(tiny_bert_dir, data_dir, tmp_path, **overrides) -> RunConfig:

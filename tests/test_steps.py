@@ -9,11 +9,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxqa import batching, train_state
 from jaxqa.config import RunConfig
-from jaxqa.data import load_examples
-from jaxqa.features import tokenize
-from jaxqa.steps import forward, qa_loss
+from jaxqa.data import batching
+from jaxqa.data.examples import load_examples
+from jaxqa.data.features import tokenize
+from jaxqa.training import train_state
+from jaxqa.training.steps import forward, qa_loss
 
 LN3 = math.log(3)
 
@@ -121,8 +122,7 @@ def test_layerwise_lr_decay_is_readmes_table_for_the_packaged_minilm():
     from conftest import ROOT
     from flax import nnx
 
-    from jaxqa import weights
-
+    from jaxqa.models import weights
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     rows = re.findall(r"^  \| ([a-zA-Z][^|]*?) \| (\d+) \| ([\d.]+) \| ([\d.]+) \|$", readme, re.M)
     assert {row[0]: tuple(float(x) for x in row[1:]) for row in rows} == LAYERWISE_TABLE
@@ -236,7 +236,7 @@ def test_ema_follows_the_weights_and_is_what_evaluates_and_exports(tiny_bert_dir
 
 
 def _real_batch(model_dir, data_dir, rows=8):
-    from jaxqa.features import load_tokenizer
+    from jaxqa.data.features import load_tokenizer
 
     feats = tokenize(load_examples(data_dir / "squad_v1.1/dev.json").select(range(24)), load_tokenizer(model_dir),
                      max_seq_length=128, doc_stride=32)

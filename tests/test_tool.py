@@ -82,8 +82,7 @@ def test_hugging_face_flax_run_qa_flags_mean_the_same_here():
     import jax.numpy as jnp
     import numpy as np
 
-    from jaxqa import train_state
-
+    from jaxqa.training import train_state
     accepted = {action.dest for action in build_parser()._actions}
     missing = [flag for flag, _, _ in HF_FLAX_RUN_QA_COMMAND if flag not in accepted]
     assert not missing, f"flags of Hugging Face's run_qa.py that jaxqa does not accept: {missing}"
@@ -329,8 +328,8 @@ def test_answer_command(tmp_path, tiny_bert_dir):
 
 
 def test_dataset_name_without_datasets_package_says_what_to_do(tmp_path, monkeypatch):
-    from jaxqa import hub
     from jaxqa.config import RunConfig
+    from jaxqa.data import hub
     from jaxqa.errors import ConfigError
 
     monkeypatch.setitem(sys.modules, "datasets", None)  # as if not installed
@@ -345,8 +344,8 @@ def test_two_processes_writing_the_same_dataset_name_file_do_not_break_each_othe
     temporary for a killed writer's leftover and delete it (the first then failed): both end, the file whole."""
     import types
 
-    from jaxqa import hub
     from jaxqa.config import RunConfig
+    from jaxqa.data import hub
 
     records = [{"id": f"q{i}", "question": "Who?", "context": "Ann did.", "answers": {"text": ["Ann"],
                 "answer_start": [0]}} for i in range(2)]
@@ -383,7 +382,7 @@ def test_colab_notebook_runs_top_to_bottom_on_two_cpu_devices(tmp_path, monkeypa
     ask = cell[cell.index("answer = qa("):cell.index("print(answer)")]
     # Then the same question to the exported model, on one device (QuestionAnswerer's default).
     notebook.cells.append(nbformat.v4.new_code_cell(
-        "import json\nfrom jaxqa.answer import QuestionAnswerer\n"
+        "import json\nfrom jaxqa.scoring.answer import QuestionAnswerer\n"
         "qa = QuestionAnswerer.from_pretrained('jaxqa_notebook_run/model')\n"
         f"on_two = answer\n{ask}print('ANSWERS', json.dumps([dict(trainer.mesh.shape), on_two, answer]))"))
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")  # the kernel's JAX starts with it
@@ -405,14 +404,14 @@ def test_command_line_process_loads_tokenizers_without_pytorch(minilm_dir):
     """run_qa.py and `python -m jaxqa` mark PyTorch absent before `transformers` loads, so the tokenizer's
     import skips it (PyTorch is installed here, as the test reference) and tokenises the same."""
     code = ("import sys; from jaxqa.cli import keep_pytorch_out; keep_pytorch_out(); "
-            "from jaxqa.features import load_tokenizer; ids = load_tokenizer(sys.argv[1])('Who wrote it?')['input_ids']; "
+            "from jaxqa.data.features import load_tokenizer; ids = load_tokenizer(sys.argv[1])('Who wrote it?')['input_ids']; "
             "print(ids, sys.modules.get('torch') is not None)")
     proc = subprocess.run([sys.executable, "-c", code, str(minilm_dir)], capture_output=True, text=True, timeout=300,
                           cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split("]")[1].strip() == "False"  # PyTorch never imported
     assert "PyTorch was not found" not in proc.stderr, proc.stderr  # (it is installed: no such notice)
-    from jaxqa.features import load_tokenizer
+    from jaxqa.data.features import load_tokenizer
 
     assert proc.stdout.split("]")[0] + "]" == str(load_tokenizer(minilm_dir)("Who wrote it?")["input_ids"])
     for entry in ("run_qa.py", "jaxqa/__main__.py"):
@@ -486,8 +485,9 @@ def test_help_names_the_program_lists_the_commands_and_groups_the_flags():
 def test_evaluate_is_a_command_and_help_texts_read_whole(capsys, data_dir, tmp_path):
     """`python -m jaxqa evaluate DATA PRED` is `python -m jaxqa.evaluate DATA PRED`; the scorer's description
     is a sentence, not "...interface:"; compare's help says 95%, not 95%%."""
-    from jaxqa import compare, evaluate
     from jaxqa.cli import main
+    from jaxqa.report import compare
+    from jaxqa.scoring import evaluate
 
     records = [r for r in json.loads((data_dir / "fixtures/flat_sample.json").read_text())["data"]
                if r["answers"]["text"]][:20]

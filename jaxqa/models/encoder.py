@@ -6,7 +6,7 @@ absolute positions, and differ only where `jaxqa.models.families.Family` says (p
 after the padding index, no token types, a projection from smaller embeddings, layers shared over
 depth, dropouts the original omits). Each matches its Hugging Face `*ForQuestionAnswering`
 numerically. Query/key/value are one fused matmul: one larger GEMM is faster than three small ones
-on every backend; `jaxqa.weights` fuses and splits the checkpoint tensors.
+on every backend; `jaxqa.models.weights` fuses and splits the checkpoint tensors.
 
 Every parameter carries logical axis names (`embed`, `mlp`, `qkv`, ...) and activations are pinned
 at block boundaries by logical names; `jaxqa.sharding` maps both to the device mesh (and does

@@ -7,9 +7,9 @@ before and after training, the data and model, run time, training curves, EM/F1 
 question type, answer length, context length, windows and answer position, for SQuAD v2.0 the
 F1-vs-threshold curve and the HasAns/NoAns confusion, and every question in one table that sorts,
 filters and opens each question onto its context with the gold answers and the prediction marked.
-`write_compare(A, B, OUT)` writes the same page for two runs (`jaxqa.compare` gives the statistics).
+`write_compare(A, B, OUT)` writes the same page for two runs (`jaxqa.report.compare` gives the statistics).
 
-The per-question scores are `jaxqa.compare.question_scores`: the run's own metric, question by
+The per-question scores are `jaxqa.report.compare.question_scores`: the run's own metric, question by
 question; the page checks that their means reproduce the run's results file and says so.
 Character offsets are converted to UTF-16 units for the browser, so spans stay right in text with
 characters beyond the Basic Multilingual Plane (rare CJK ideographs).
@@ -32,12 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxqa import atomic, metrics, plots
-from jaxqa.compare import compare_scores, paired_bootstrap, question_scores
-from jaxqa.data import Examples, load_examples
+from jaxqa import atomic
+from jaxqa.data.examples import Examples, load_examples
 from jaxqa.errors import DataError, JaxqaError
-from jaxqa.evaluate import read_mapping
-from jaxqa.run_log import kept_note
+from jaxqa.report import plots
+from jaxqa.report.compare import compare_scores, paired_bootstrap, question_scores
+from jaxqa.scoring import metrics
+from jaxqa.scoring.evaluate import read_mapping
+from jaxqa.training.run_log import kept_note
 
 log = logging.getLogger("jaxqa")
 
@@ -199,11 +201,11 @@ def _windows(run: Run) -> dict | None:
     sources = [c.get("tokenizer_name"), run.directory / "model" if (run.directory / "model").is_dir() else None,
                c.get("model_name_or_path")]
     try:
-        from jaxqa.features import load_tokenizer, tokenize
+        from jaxqa.data.features import load_tokenizer, tokenize
 
         name = next((s for s in sources if s), None)
-        if name is None:  # the packaged MiniLM (jaxqa.weights imports JAX: only when needed)
-            from jaxqa.weights import resolve_model_dir
+        if name is None:  # the packaged MiniLM (jaxqa.models.weights imports JAX: only when needed)
+            from jaxqa.models.weights import resolve_model_dir
 
             name = resolve_model_dir(None)
         t0 = time.perf_counter()
@@ -641,7 +643,7 @@ def threshold_curve(run: Run) -> dict | None:
     abstain = np.array([0.0 if ex.answer_texts[i] else 1.0 for i in range(len(ex))])
     order = np.argsort(odds, kind="stable")
     gain = (f1_answer - abstain)[rows][order]
-    # a question without a prediction scores 0 at every threshold (as jaxqa.metrics counts it)
+    # a question without a prediction scores 0 at every threshold (as jaxqa.scoring.metrics counts it)
     totals = (abstain[rows].sum() + np.concatenate([[0.0], np.cumsum(gain)])) / len(ex) * 100
     thresholds = odds[order]
     best, best_threshold = metrics.reachable_best(totals, thresholds)  # never inside a run of equal odds
@@ -832,7 +834,7 @@ def _breakdowns(runs: list[Run], groups: list[dict]) -> str:
 
 
 def _compare_head(runs: list[Run], result: dict) -> str:
-    from jaxqa.compare import differing_settings, verdict
+    from jaxqa.report.compare import differing_settings, verdict
 
     o = result["outcomes"]
     rows = "".join(
@@ -929,7 +931,7 @@ def write_compare(run_a: Run | str | Path, run_b: Run | str | Path, out_path: st
     if not isinstance(run_a, Run):
         run_a = load_run(run_a, data=data)
     if not isinstance(run_b, Run):
-        from jaxqa.compare import _names_its_data
+        from jaxqa.report.compare import _names_its_data
 
         run_b = load_run(run_b, data=data or (None if _names_its_data(str(run_b)) else run_a.data_path),
                          metric=run_a.metric)

@@ -156,7 +156,6 @@ class SavedPrograms:
 
     def _trace(self, fn, mesh, leaves, in_tree, state_tree, in_shardings, out_shardings, path: Path):
         from jaxqa import atomic
-
         self.traced += 1
 
         def flat_step(*flat):

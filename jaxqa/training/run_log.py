@@ -1,7 +1,7 @@
 """What a run tells and records as it goes, and when: `Reporter` (progress bar, the log line,
 `metrics.jsonl` and TensorBoard through `RunLog`, throughput rates, every --logging_steps), the
 process-0 gate for every output file (`write_json`, `write_text`), the profiler trace, and at the
-end `training_curves.png` (drawn by `jaxqa.plots`).
+end `training_curves.png` (drawn by `jaxqa.report.plots`).
 
 On resume the records past the restored step are dropped (they are trained again), from the JSON log
 and, through TensorBoard's `purge_step`, from the event files' view. A new run starts both afresh, and
@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxqa import atomic, sharding
-from jaxqa.periodic import itstime
+from jaxqa.training.periodic import itstime
 
 log = logging.getLogger("jaxqa")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jaxqa.data import REPORT_IDS, Examples
+from jaxqa.data.examples import REPORT_IDS, Examples
 from jaxqa.errors import DataError
 
 

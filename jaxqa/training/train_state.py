@@ -18,10 +18,11 @@ import numpy as np
 import optax
 from flax import nnx, struct
 
-from jaxqa import sharding, weights
+from jaxqa import sharding
 from jaxqa.config import RunConfig
+from jaxqa.models import weights
 from jaxqa.models.encoder import EncoderConfig, EncoderForQuestionAnswering
-from jaxqa.steps import DROPOUT_PRNG, eval_step, evaluated_params, train_step  # re-exported: the public API
+from jaxqa.training.steps import DROPOUT_PRNG, eval_step, evaluated_params, train_step  # re-exported: the public API
 
 __all__ = ["TrainState", "create_train_state", "load_model", "make_optimizer", "train_step", "eval_step",
            "evaluated_params", "build_model", "layer_lr_scale"]

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxqa import metrics, sharding
-from jaxqa.data import Examples
-from jaxqa.decode import Answers
+from jaxqa import sharding
+from jaxqa.data.examples import Examples
+from jaxqa.data.features import Features
 from jaxqa.errors import ModelError
-from jaxqa.features import Features
-from jaxqa.run_log import write_json
+from jaxqa.scoring import metrics
+from jaxqa.scoring.decode import Answers
+from jaxqa.training.run_log import write_json
 
 log = logging.getLogger("jaxqa")
 
@@ -99,7 +100,7 @@ def write_outputs(out_dir: Path, split: str, examples: Examples, answers: Answer
 
 
 def write_report_page(out_dir: Path, examples: Examples, features: Features, result: dict, config) -> None:
-    """eval_report.html (`jaxqa.report`) beside eval_results.json, and windows.json (windows per question,
+    """eval_report.html (`jaxqa.report.page`) beside eval_results.json, and windows.json (windows per question,
     so `python -m jaxqa report` need not tokenise again). Process 0 writes; a failure to draw the page
     is a warning, never the run's end: its results are written already."""
     if not sharding.is_main_process():
@@ -108,7 +109,7 @@ def write_report_page(out_dir: Path, examples: Examples, features: Features, res
     windows = dict(zip(examples.ids, counts))
     write_json(out_dir / "windows.json", windows)
     try:
-        from jaxqa.report import write_report
+        from jaxqa.report.page import write_report
 
         write_report(out_dir, windows=windows, examples=examples, metric=result.get("metric"),
                      config=dataclasses.asdict(config))

@@ -20,15 +20,18 @@ import jax
 import numpy as np
 
 import jaxqa
-from jaxqa import batching, checkpoint, compilation, feature_cache, hub, overlap, sharding, throughput, weights
+from jaxqa import sharding
 from jaxqa.config import RunConfig
-from jaxqa.data import REPORT_IDS, Examples, describe, file_report, load_examples
+from jaxqa.data import batching, feature_cache, hub, overlap
+from jaxqa.data.examples import REPORT_IDS, Examples, describe, file_report, load_examples
+from jaxqa.data.features import Features, check_window, checked_features, load_tokenizer
 from jaxqa.errors import ConfigError
-from jaxqa.features import Features, check_window, checked_features, load_tokenizer
-from jaxqa.inference import Predictor
-from jaxqa.run_log import write_json, write_text
-from jaxqa.selection import check_metric
-from jaxqa.train_state import TrainState, create_train_state, eval_step, train_step
+from jaxqa.models import weights
+from jaxqa.scoring.inference import Predictor
+from jaxqa.training import checkpoint, compilation, throughput
+from jaxqa.training.run_log import write_json, write_text
+from jaxqa.training.selection import check_metric
+from jaxqa.training.train_state import TrainState, create_train_state, eval_step, train_step
 
 log = logging.getLogger("jaxqa")
 

@@ -17,8 +17,10 @@ import threading
 import jax
 import numpy as np
 
-from jaxqa import batching, decode, sharding
-from jaxqa.features import Features
+from jaxqa import sharding
+from jaxqa.data import batching
+from jaxqa.data.features import Features
+from jaxqa.scoring import decode
 
 
 class GivenUp(Exception):

@@ -12,8 +12,8 @@ import logging
 
 import numpy as np
 
-from jaxqa import metrics
 from jaxqa.errors import ConfigError
+from jaxqa.scoring import metrics
 
 log = logging.getLogger("jaxqa")
 

@@ -24,8 +24,8 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
 from jaxqa.errors import ConfigError, Interrupted, TrainingError
-from jaxqa.periodic import itstime
-from jaxqa.selection import ModelSelection
+from jaxqa.training.periodic import itstime
+from jaxqa.training.selection import ModelSelection
 
 log = logging.getLogger("jaxqa")
 

@@ -2,7 +2,7 @@
 text, its character span, its score (start + end logit) and its probability (softmax over the n-best
 spans and "no answer", as Hugging Face's pipeline reports) out.
 
-    from jaxqa.answer import QuestionAnswerer
+    from jaxqa.scoring.answer import QuestionAnswerer
     qa = QuestionAnswerer.from_pretrained("out/model")       # a fine-tuned jaxqa/HF QA directory
     qa("Who won?", "The Broncos beat the Panthers 24-10.")   # {'answer': 'Broncos', 'start': 4, ...}
 
@@ -18,12 +18,14 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxqa import sharding, steps, weights
-from jaxqa.data import Examples
+from jaxqa import sharding
+from jaxqa.data.examples import Examples
+from jaxqa.data.features import load_tokenizer, tokenize
 from jaxqa.errors import ModelError
-from jaxqa.evaluation import null_threshold
-from jaxqa.features import load_tokenizer, tokenize
-from jaxqa.inference import Predictor
+from jaxqa.models import weights
+from jaxqa.scoring.evaluation import null_threshold
+from jaxqa.scoring.inference import Predictor
+from jaxqa.training import steps
 
 log = logging.getLogger("jaxqa")
 
@@ -69,7 +71,7 @@ class QuestionAnswerer:
         evaluation, if any (else it never abstains). Window settings not given in `settings` are those the
         model was trained with, when its run saved them (`weights.SETTINGS_FILE`), else the defaults. A model
         without a QA head is refused: its answers would come from a random layer."""
-        from jaxqa.train_state import load_model
+        from jaxqa.training.train_state import load_model
 
         model_dir = weights.resolve_model_dir(str(model_dir))
         if not weights.has_qa_head(model_dir):

@@ -14,9 +14,9 @@ import json
 import sys
 from pathlib import Path
 
-from jaxqa import metrics
-from jaxqa.data import load_examples
+from jaxqa.data.examples import load_examples
 from jaxqa.errors import DataError, JaxqaError
+from jaxqa.scoring import metrics
 
 
 def read_mapping(path: str | Path, what: str, value_type) -> dict:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxqa.data import Examples
+from jaxqa.data.examples import Examples
 from jaxqa.errors import BadRecord, ConfigError, DataError, ModelError
 
 

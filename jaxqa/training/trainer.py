@@ -19,18 +19,22 @@ from pathlib import Path
 
 import jax
 
-from jaxqa import evaluation, hub, metrics, run_setup, sharding, throughput, weights
-from jaxqa.answer import QuestionAnswerer
+from jaxqa import sharding
 from jaxqa.config import RunConfig
-from jaxqa.data import Examples
-from jaxqa.decode import Answers
-from jaxqa.features import Features
-from jaxqa.inference import GivenUp, device_batches
-from jaxqa.plots import plot_training_curves
-from jaxqa.preemption import StopRequest
-from jaxqa.run_log import Profiler, Reporter, write_json
-from jaxqa.steps import evaluated_params
-from jaxqa.train_state import create_train_state
+from jaxqa.data import hub
+from jaxqa.data.examples import Examples
+from jaxqa.data.features import Features
+from jaxqa.models import weights
+from jaxqa.report.plots import plot_training_curves
+from jaxqa.scoring import evaluation, metrics
+from jaxqa.scoring.answer import QuestionAnswerer
+from jaxqa.scoring.decode import Answers
+from jaxqa.scoring.inference import GivenUp, device_batches
+from jaxqa.training import run_setup, throughput
+from jaxqa.training.preemption import StopRequest
+from jaxqa.training.run_log import Profiler, Reporter, write_json
+from jaxqa.training.steps import evaluated_params
+from jaxqa.training.train_state import create_train_state
 
 log = logging.getLogger("jaxqa")
 

@@ -2,7 +2,7 @@
 
 The key covers everything the features depend on: the examples themselves (not the file name, so
 --dataset_name, --max_*_samples and edited files are all handled), the tokenizer's full definition,
-the window settings, and the source of `jaxqa.features` (a changed pipeline never reads stale
+the window settings, and the source of `jaxqa.data.features` (a changed pipeline never reads stale
 features). Entries are written atomically; a damaged one is rebuilt.
 """
 
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from jaxqa import atomic
-from jaxqa import features as features_module
-from jaxqa.data import Examples
-from jaxqa.features import Features, tokenize
+from jaxqa.data import features as features_module
+from jaxqa.data.examples import Examples
+from jaxqa.data.features import Features, tokenize
 
 log = logging.getLogger("jaxqa")
 

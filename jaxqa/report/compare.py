@@ -1,7 +1,7 @@
 """Is run B really better than run A, or is it seed noise? `python -m jaxqa compare RUN_A RUN_B`.
 
 Both runs are scored question by question with the run's own metric (`question_scores`: the
-per-question exact match and F1 that jaxqa.metrics averages into EM/F1). The difference B - A is
+per-question exact match and F1 that jaxqa.scoring.metrics averages into EM/F1). The difference B - A is
 then judged by a **paired bootstrap over questions**: the questions are resampled with replacement
 (2,000 times, fixed seed), the same resample for both runs, and the 2.5th and 97.5th percentiles of
 the mean difference give a 95% confidence interval, in points of EM/F1. An interval that contains 0
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxqa import metrics
+from jaxqa.scoring import metrics
 
 NUM_RESAMPLES = 2000
 SEED = 0
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no_page", action="store_true", help="print the table only")
     args = parser.parse_args(argv)
     from jaxqa.errors import JaxqaError
-    from jaxqa.report import load_run, missing_notes, write_compare
+    from jaxqa.report.page import load_run, missing_notes, write_compare
 
     try:
         run_a = load_run(args.run_a, data=args.data, metric=args.metric)

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from jaxqa import atomic
-from jaxqa.run_log import kept_note, read_json, read_records
+from jaxqa.training.run_log import kept_note, read_json, read_records
 
 log = logging.getLogger("jaxqa")
 
@@ -26,7 +26,7 @@ def curve_data(out_dir: str | Path) -> dict:
     """What the curves show, from a run's files: {"train": [{step, loss, learning_rate}], "evals":
     [{step, f1, em, label}] (sorted by step, before-training first; the final evaluation labelled
     "final"), "logging_steps", "kept": `run_log.kept_note` of the final evaluation, when
-    --load_best_model_at_end kept an earlier step}. The page of `jaxqa.report` draws the same data."""
+    --load_best_model_at_end kept an earlier step}. The page of `jaxqa.report.page` draws the same data."""
     out_dir = Path(out_dir)
     records = read_records(out_dir / "metrics.jsonl")
     train = [{"step": r["step"], "loss": r["loss"], "learning_rate": r.get("learning_rate")}
