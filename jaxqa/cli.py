@@ -320,7 +320,8 @@ def _silent(*_args, **_kwargs) -> None:
 
 def run(config: RunConfig, *, announce=print) -> dict:
     from jaxqa import sharding
-    from jaxqa.training.run_log import clear_previous_run, kept_note, read_json, write_json
+    from jaxqa.report.plots import plot_training_curves
+    from jaxqa.training.run_log import clear_previous_run, read_json
     from jaxqa.training.trainer import Trainer
 
     trainer = Trainer(config)
@@ -335,7 +336,7 @@ def run(config: RunConfig, *, announce=print) -> dict:
         clear_previous_run(out_dir, {part for part, on in (
             ("before_training", config.eval_before_training and config.do_eval), ("eval", config.do_eval),
             ("predict", config.do_predict), ("train", config.do_train)) if on})
-    write_json(out_dir / "run_config.json", dataclasses.asdict(config))
+    sharding.write_json(out_dir / "run_config.json", dataclasses.asdict(config))
     results = {}
     if config.eval_before_training and config.do_eval:
         saved = read_json(out_dir / "before_training_results.json") if continued else None
@@ -349,11 +350,22 @@ def run(config: RunConfig, *, announce=print) -> dict:
         results["final_loss"] = history[-1]["loss"] if history else None
     if config.do_eval:
         results["eval"] = trainer.evaluate()
-    curves = trainer.finish()
+        write_eval_page(trainer, results["eval"])
+    curves = plot_training_curves(out_dir) if trainer.finish() else None
     if config.do_predict:
         results["predict"] = trainer.evaluate("predict")
         announce(f"predictions for {results['predict']['num_examples']} questions of {config.test_file} in "
                  f"{config.output_dir}/predict_predictions.json")
+    announce_results(config, results, trainer.trained_steps, curves, announce)
+    return results
+
+
+def announce_results(config: RunConfig, results: dict, trained_steps: int | None, curves: Path | None,
+                     announce) -> None:
+    """The run's story at its end: the scores before and after fine-tuning, the summary table, where the
+    outputs are."""
+    from jaxqa.training.run_log import kept_note
+
     if "before_training" in results:
         announce(f"before fine-tuning: {metrics.summary(results['before_training'])}")
     if "eval" in results:
@@ -362,11 +374,28 @@ def run(config: RunConfig, *, announce=print) -> dict:
                  f"({results['eval']['num_examples']} questions, {config.validation_file}"
                  + (f"; {kept}" if kept else "") + ")")
     if config.do_train:
-        announce(summary_table(results, trainer.trained_steps))
+        announce(summary_table(results, trained_steps))
         announce(f"training time: {results['train_seconds']:.1f}s; outputs in {config.output_dir}/"
                  + (f" (curves: {curves.name}" + (f", TensorBoard: tensorboard --logdir {config.output_dir}"
                                                    if config.report_to != "none" else "") + ")" if curves else ""))
-    return results
+
+
+def write_eval_page(trainer, result: dict) -> None:
+    """eval_report.html beside eval_results.json (`jaxqa.report.page`), from the evaluated examples in memory
+    and the windows.json the evaluation wrote; process 0 draws it. A failure to draw the page is a warning,
+    never the run's end: its results are written already."""
+    from jaxqa import sharding
+    from jaxqa.report.page import write_report
+
+    if not sharding.is_main_process():
+        return
+    out_dir = trainer.config.output_dir
+    try:
+        write_report(out_dir, examples=trainer.eval_examples, metric=result.get("metric"),
+                     config=dataclasses.asdict(trainer.config))
+    except Exception as err:  # noqa: BLE001 - the page must never cost the run its results
+        logging.getLogger("jaxqa").warning("eval_report.html not written (%s); `python -m jaxqa report %s` "
+                                           "tries again", err, out_dir)
 
 
 def continues_in_place(config: RunConfig, step: int) -> bool:
@@ -486,6 +515,19 @@ def read_questions(path: Path) -> list[dict]:
     return records
 
 
+def _answer_records(args) -> list[dict]:
+    """The questions `answer` was given: --questions_file's, or --question with its context."""
+    if args.questions_file:
+        return read_questions(Path(args.questions_file))
+    context = _read_text("--context_file", Path(args.context_file)) if args.context_file else args.context
+    source = f"--context_file {args.context_file}" if args.context_file else "--context"
+    for flag, text, fix in (("--question", args.question, "give the question to answer"),
+                            (source, context, "give the passage that holds the answer")):
+        if not text.strip():
+            raise ConfigError(f"{flag} is empty: {fix}")
+    return [{"question": args.question, "context": context}]
+
+
 def answer_main(argv: list[str]) -> int:
     """`python -m jaxqa answer --model DIR (--question Q (--context TEXT | --context_file F) | --questions_file F)`:
     answers as JSON (lines)."""
@@ -500,16 +542,7 @@ def answer_main(argv: list[str]) -> int:
     if not args.questions_file and (args.question is None or (args.context is None and args.context_file is None)):
         parser.error("give --question with --context or --context_file, or --questions_file")
     try:
-        if args.questions_file:
-            records = read_questions(Path(args.questions_file))
-        else:
-            context = _read_text("--context_file", Path(args.context_file)) if args.context_file else args.context
-            source = f"--context_file {args.context_file}" if args.context_file else "--context"
-            for flag, text, fix in (("--question", args.question, "give the question to answer"),
-                                    (source, context, "give the passage that holds the answer")):
-                if not text.strip():
-                    raise ConfigError(f"{flag} is empty: {fix}")
-            records = [{"question": args.question, "context": context}]
+        records = _answer_records(args)
         from jaxqa.models.weights import WINDOW_SETTINGS
         from jaxqa.scoring.answer import QuestionAnswerer
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Literal
 
 from jaxqa.errors import ConfigError
-from jaxqa.training import periodic
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
 
@@ -215,57 +214,9 @@ class RunConfig:
         self.metric_for_best_model = self.metric_for_best_model.removeprefix("eval_")
 
     def validate(self) -> RunConfig:
-        """Reject inconsistent settings before any work starts."""
-        if not (self.do_train or self.do_eval or self.do_predict):
-            raise ConfigError("nothing to do: pass --do_train, --do_eval and/or --do_predict")
-        if self.do_predict and not self.test_file:
-            raise ConfigError("--do_predict needs --test_file")
-        if self.do_train and not (self.train_file or self.dataset_name):
-            raise ConfigError("--do_train needs --train_file (or --dataset_name)")
-        if self.do_eval and not (self.validation_file or self.dataset_name):
-            raise ConfigError("--do_eval needs --validation_file (or --dataset_name)")
-        positive = ["max_seq_length", "max_query_length", "max_answer_length", "per_device_train_batch_size",
-                    "per_device_eval_batch_size", "logging_steps", "bucket_width", "n_best_size", "save_steps",
-                    "gradient_accumulation_steps"]
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")
-        for name in ("learning_rate", "num_train_epochs"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")
-        for name in ("save_total_limit", "eval_steps", "max_train_samples", "max_eval_samples", "max_predict_samples"):
-            if getattr(self, name) is not None and getattr(self, name) <= 0:
-                raise ConfigError(f"--{name} must be positive (or none), got {getattr(self, name)}")
-        if self.warmup_steps < 0:
-            raise ConfigError(f"--warmup_steps must be >= 0 (0: --warmup_ratio decides), got {self.warmup_steps}")
-        if not 0 < self.layerwise_lr_decay <= 1 or not 0 <= self.ema_decay < 1:
-            raise ConfigError(f"--layerwise_lr_decay must be in (0, 1] (got {self.layerwise_lr_decay}) and --ema_decay "
-                              f"in [0, 1) (got {self.ema_decay}); 1.0 and 0 switch them off")
-        if self.early_stopping_patience is not None and self.early_stopping_patience <= 0:
-            raise ConfigError(f"--early_stopping_patience must be positive, got {self.early_stopping_patience}")
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise ConfigError(f"--max_steps must be positive (or -1: --num_train_epochs decides), got {self.max_steps}")
-        if self.eval_strategy in ("steps", "epoch") and not (self.do_train and self.do_eval):
-            raise ConfigError(f"--eval_strategy {self.eval_strategy} evaluates during training: it needs --do_train "
-                              "and --do_eval (with --validation_file)")
-        for name in ("load_best_model_at_end", "early_stopping_patience"):
-            if getattr(self, name) and not self.evaluates_during_training:
-                raise ConfigError(f"--{name} chooses among the evaluations during training: it needs --do_train, "
-                                  "--do_eval (with --validation_file) and --eval_steps N (or --eval_strategy "
-                                  "steps|epoch)")
-        if self.dry_run and not self.do_train:
-            raise ConfigError("--dry_run sizes the train step: pass --do_train and --train_file too")
-        if self.profile_steps is not None:
-            start, _, end = self.profile_steps.partition(":")
-            if not (start.isdigit() and end.isdigit() and int(start) < int(end)):
-                raise ConfigError(f"--profile_steps {self.profile_steps}: expected START:END with START < END, "
-                                  "e.g. 10:15")
-        if self.doc_stride < 0 or not 0 <= self.warmup_ratio <= 1 or self.weight_decay < 0:
-            raise ConfigError("--doc_stride and --weight_decay must be >= 0 and --warmup_ratio in [0, 1]")
-        if self.mesh:
-            from jaxqa.sharding import parse_mesh
-
-            parse_mesh(self.mesh, None)  # syntax and axis names now; sizes against the devices later
+        """Reject inconsistent settings before any work starts: one error, the first found, naming the flag."""
+        for check in (_check_tasks, _check_numbers, _check_schedule):
+            check(self)
         return self
 
     @property
@@ -275,10 +226,16 @@ class RunConfig:
         return bool(self.do_train and self.do_eval and scheduled)
 
     def evaluation_due(self, step: int, steps_per_epoch: int) -> bool:
-        """Whether the train loop evaluates after `step`, as --eval_strategy (and --eval_steps) say."""
-        every = self.eval_steps or (self.logging_steps if self.eval_strategy == "steps" else None)
-        return self.evaluates_during_training and periodic.evaluation_due(step, every, steps_per_epoch,
-                                                                          self.eval_strategy)
+        """Whether the train loop evaluates after `step`. --eval_strategy auto: --eval_steps N as Hugging Face's
+        Flax run_qa.py means it, every N steps and at the end of every epoch, never without N; steps / epoch / no
+        as Hugging Face's Trainer: every N steps (N: --eval_steps, else --logging_steps) / at each epoch's end /
+        never."""
+        strategy = self.eval_strategy
+        every = self.eval_steps or (self.logging_steps if strategy == "steps" else None)
+        every = every if strategy in ("auto", "steps") else None
+        at_epoch_end = strategy == "epoch" or (strategy == "auto" and bool(every))
+        due = bool(every) and step % every == 0 or at_epoch_end and step % steps_per_epoch == 0
+        return self.evaluates_during_training and due
 
     def training_steps(self, steps_per_epoch: int) -> int:
         """Optimizer steps of the whole run: --max_steps when set, else --num_train_epochs passes."""
@@ -323,6 +280,68 @@ class RunConfig:
     @property
     def bucket(self) -> int | None:
         return None if self.pad_to_max_length else self.bucket_width
+
+
+def _check_tasks(c: RunConfig) -> None:
+    """Something to do, and the files each task reads."""
+    if not (c.do_train or c.do_eval or c.do_predict):
+        raise ConfigError("nothing to do: pass --do_train, --do_eval and/or --do_predict")
+    if c.do_predict and not c.test_file:
+        raise ConfigError("--do_predict needs --test_file")
+    if c.do_train and not (c.train_file or c.dataset_name):
+        raise ConfigError("--do_train needs --train_file (or --dataset_name)")
+    if c.do_eval and not (c.validation_file or c.dataset_name):
+        raise ConfigError("--do_eval needs --validation_file (or --dataset_name)")
+
+
+def _check_numbers(c: RunConfig) -> None:
+    """Sizes, counts and rates in their ranges."""
+    positive = ["max_seq_length", "max_query_length", "max_answer_length", "per_device_train_batch_size",
+                "per_device_eval_batch_size", "logging_steps", "bucket_width", "n_best_size", "save_steps",
+                "gradient_accumulation_steps"]
+    for name in positive:
+        if getattr(c, name) <= 0:
+            raise ConfigError(f"--{name} must be positive, got {getattr(c, name)}")
+    for name in ("learning_rate", "num_train_epochs"):
+        if not getattr(c, name) > 0:
+            raise ConfigError(f"--{name} must be positive, got {getattr(c, name)}")
+    for name in ("save_total_limit", "eval_steps", "max_train_samples", "max_eval_samples", "max_predict_samples"):
+        if getattr(c, name) is not None and getattr(c, name) <= 0:
+            raise ConfigError(f"--{name} must be positive (or none), got {getattr(c, name)}")
+    if c.warmup_steps < 0:
+        raise ConfigError(f"--warmup_steps must be >= 0 (0: --warmup_ratio decides), got {c.warmup_steps}")
+    if not 0 < c.layerwise_lr_decay <= 1 or not 0 <= c.ema_decay < 1:
+        raise ConfigError(f"--layerwise_lr_decay must be in (0, 1] (got {c.layerwise_lr_decay}) and --ema_decay "
+                          f"in [0, 1) (got {c.ema_decay}); 1.0 and 0 switch them off")
+    if c.early_stopping_patience is not None and c.early_stopping_patience <= 0:
+        raise ConfigError(f"--early_stopping_patience must be positive, got {c.early_stopping_patience}")
+    if c.max_steps == 0 or c.max_steps < -1:
+        raise ConfigError(f"--max_steps must be positive (or -1: --num_train_epochs decides), got {c.max_steps}")
+
+
+def _check_schedule(c: RunConfig) -> None:
+    """What happens during training (evaluations, dry run, profile) and where (window, mesh)."""
+    if c.eval_strategy in ("steps", "epoch") and not (c.do_train and c.do_eval):
+        raise ConfigError(f"--eval_strategy {c.eval_strategy} evaluates during training: it needs --do_train "
+                          "and --do_eval (with --validation_file)")
+    for name in ("load_best_model_at_end", "early_stopping_patience"):
+        if getattr(c, name) and not c.evaluates_during_training:
+            raise ConfigError(f"--{name} chooses among the evaluations during training: it needs --do_train, "
+                              "--do_eval (with --validation_file) and --eval_steps N (or --eval_strategy "
+                              "steps|epoch)")
+    if c.dry_run and not c.do_train:
+        raise ConfigError("--dry_run sizes the train step: pass --do_train and --train_file too")
+    if c.profile_steps is not None:
+        start, _, end = c.profile_steps.partition(":")
+        if not (start.isdigit() and end.isdigit() and int(start) < int(end)):
+            raise ConfigError(f"--profile_steps {c.profile_steps}: expected START:END with START < END, "
+                              "e.g. 10:15")
+    if c.doc_stride < 0 or not 0 <= c.warmup_ratio <= 1 or c.weight_decay < 0:
+        raise ConfigError("--doc_stride and --weight_decay must be >= 0 and --warmup_ratio in [0, 1]")
+    if c.mesh:
+        from jaxqa.sharding import parse_mesh
+
+        parse_mesh(c.mesh, None)  # syntax and axis names now; sizes against the devices later
 
 
 def default_run() -> RunConfig:

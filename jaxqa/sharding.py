@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -23,6 +24,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxqa import atomic
 from jaxqa.errors import ConfigError
 
 AXES = ("data", "fsdp", "tensor")
@@ -238,6 +240,19 @@ def to_host(tree):
 def is_main_process() -> bool:
     """Process 0 logs, shows progress and writes files; the others compute the same values."""
     return jax.process_index() == 0
+
+
+def write_json(path: str | Path, obj) -> None:
+    """Write then rename (a reader never sees half a file), on process 0 only: in a multi-host run every
+    process computes the same outputs, and two writers would race."""
+    if is_main_process():
+        atomic.write_json(path, obj)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """`write_json`'s gate for a text file."""
+    if is_main_process():
+        atomic.write_text(path, text)
 
 
 _LAUNCHER_ENV = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")

@@ -14,8 +14,8 @@ from conftest import ROOT, require
 
 from jaxqa.errors import ModelError
 from jaxqa.models import weights
+from jaxqa.models.loading import load_model
 from jaxqa.scoring.answer import QuestionAnswerer
-from jaxqa.training.train_state import load_model
 
 
 def test_export_loads_in_transformers_with_equal_logits(tmp_path, tiny_bert_dir, minilm_tokenizer):
@@ -26,7 +26,7 @@ def test_export_loads_in_transformers_with_equal_logits(tmp_path, tiny_bert_dir,
     from flax import nnx
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer, BertForQuestionAnswering
 
-    from jaxqa.training.steps import forward
+    from jaxqa.models.loading import forward
 
     graphdef, params, cfg = load_model(tiny_bert_dir)
     out = weights.save_pretrained(nnx.to_pure_dict(params), cfg, tmp_path / "export", minilm_tokenizer,

@@ -254,7 +254,7 @@ def test_the_lengths_path_of_the_model_equals_the_blocked_kernel(minilm_tokenize
     windows; a concrete left-padded mask is refused."""
     from flax import nnx
 
-    from jaxqa.training.steps import forward
+    from jaxqa.models.loading import forward
 
     batch = _real_batch(minilm_tokenizer, data_dir)
     real = np.asarray(batch["attention_mask"]) > 0

@@ -118,8 +118,8 @@ def test_best_model_at_end_and_early_stopping_survive_a_resume(tmp_path, tiny_be
     8: the best is step 4 (30.0), then two without a better one, so patience 2 stops the run at step 8.
     The exported model and the final evaluation are step 4's; a resumed run trains nothing more."""
     from jaxqa.config import RunConfig
+    from jaxqa.models.loading import load_model
     from jaxqa.training.checkpoint import Checkpointer
-    from jaxqa.training.train_state import load_model
     from jaxqa.training.trainer import Trainer
 
     scripted = {2: 10.0, 4: 30.0, 6: 20.0, 8: 30.0, 10: 99.0}

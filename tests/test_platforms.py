@@ -61,7 +61,8 @@ def abstract_state(model_config: EncoderConfig, dtype: str, mesh, platform: str,
     shape/dtype/sharding structs: nothing is allocated. Its model is built for `platform`."""
     from flax import nnx
 
-    from jaxqa.training.train_state import COMPUTE_DTYPES, DROPOUT_PRNG, TrainState, make_optimizer
+    from jaxqa.models.loading import COMPUTE_DTYPES
+    from jaxqa.training.train_state import DROPOUT_PRNG, TrainState, make_optimizer
 
     config = _optimizer_config(dtype)
     model = nnx.eval_shape(lambda: EncoderForQuestionAnswering(
@@ -344,7 +345,8 @@ def test_the_qa_head_and_the_loss_compute_in_float32_under_bf16():
     loss's log-softmax runs on float32; the encoder's matmuls are bf16."""
     from flax import nnx
 
-    from jaxqa.training.steps import forward, qa_loss
+    from jaxqa.models.loading import forward
+    from jaxqa.training.steps import qa_loss
 
     graphdef, params = nnx.split(nnx.eval_shape(lambda: EncoderForQuestionAnswering(
         EncoderConfig.from_dict(COMPILE_MODEL), rngs=nnx.Rngs(params=0), dtype=jnp.bfloat16)), nnx.Param)

@@ -20,7 +20,8 @@ def test_readme_starts_with_the_two_commands_and_ci_runs_the_test_one():
 # Appended to README's snippet: the eval-mode loss, on the batch it trained on last, of its trained state
 # and of the state it started from (rebuilt: the same seed), and the loss of a uniform guess there.
 _MEASURE = """
-from jaxqa.training.steps import forward, qa_loss
+from jaxqa.models.loading import forward
+from jaxqa.training.steps import qa_loss
 last = batching.gather(features.train_arrays(), batch)
 loss_on_last = jax.jit(lambda s: qa_loss(*forward(s.graphdef, s.params, last), last))
 initial = train_state.create_train_state(RunConfig(learning_rate=1e-4), model_dir, total_steps=10)

@@ -1,4 +1,4 @@
-"""The error-analysis page, run comparison and training curves (jaxqa.report.page, jaxqa.report.compare, jaxqa.report.plots).
+"""The error-analysis page, run comparison and training curves (jaxqa.report, jaxqa.scoring.statistics).
 
 The page is checked in a real headless Chromium driven over the DevTools protocol (a pipe: no
 driver package): no console errors, one row per question, filter and sort, and the highlighted
@@ -30,9 +30,12 @@ import pytest
 from conftest import DATA, ROOT
 
 from jaxqa.data.examples import load_examples
-from jaxqa.report.compare import compare_scores, outcomes, paired_bootstrap
-from jaxqa.report.page import load_run, question_type, threshold_curve, write_compare, write_report
+from jaxqa.report.abstain import threshold_curve
+from jaxqa.report.breakdowns import question_type
+from jaxqa.report.page import write_compare, write_report
+from jaxqa.report.runs import load_run
 from jaxqa.scoring import metrics
+from jaxqa.scoring.statistics import compare_scores, outcomes, paired_bootstrap
 
 BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
 IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
@@ -837,3 +840,54 @@ def test_a_missing_browser_fails_under_ci_and_skips_elsewhere(monkeypatch):
             assert type(outcome) is expected, (in_ci, outcome)
         else:
             raise AssertionError("a missing browser passed unnoticed")
+
+
+def test_a_data_path_relative_to_the_project_root_is_found_from_elsewhere(tmp_path, monkeypatch):
+    """run_config.json names its data as given on the command line, here relative to the checkout's root
+    (`--validation_file ../shared/data/...` run from there); `report` run from another directory still
+    finds it, through the project root (it was looked up under jaxqa/ after the move into jaxqa/report/)."""
+    out = build_output_dir(tmp_path / "run", DATA / "squad_v1.1/dev.json", 8)
+    relative = os.path.relpath(DATA / "squad_v1.1/dev.json", ROOT)
+    config = json.loads((out / "run_config.json").read_text())
+    _write(out / "run_config.json", {**config, "validation_file": relative})
+    monkeypatch.chdir(tmp_path)
+    run = load_run(out)
+    assert relative.startswith("..") and Path(run.data_path).resolve() == (DATA / "squad_v1.1/dev.json").resolve()
+    assert run.examples.ids == load_examples(DATA / "squad_v1.1/dev.json").ids[:8]
+
+
+def test_wheel_from_a_clean_copy_holds_the_page_files_and_writes_the_same_page(english, tmp_path):
+    """`pip wheel .` on a copy of the checkout as a clone has it (tracked and not-ignored files: no
+    egg-info from an earlier build to fill gaps) packs page.html, page.css and page.js beside the
+    report modules; installed from that wheel (not editable), jaxqa writes the page with them inlined,
+    byte for byte the page this checkout writes."""
+    import zipfile
+
+    src, dist, target = tmp_path / "src", tmp_path / "dist", tmp_path / "installed"
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
+                            check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        if (ROOT / name).is_file():  # a tracked file deleted in the working tree is not copied
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(dist), "."],
+                   cwd=src, check=True, capture_output=True, timeout=300)
+    (wheel,) = dist.glob("jaxqa-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"jaxqa/report/page.html", "jaxqa/report/page.css", "jaxqa/report/page.js",
+            "jaxqa/report/page.py"} <= names, sorted(n for n in names if n.startswith("jaxqa/report/"))
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--no-compile", "-q", "--target", str(target),
+                    str(wheel)], check=True, capture_output=True, timeout=300)
+    script = ("import sys, jaxqa.report.page as page; print(page.__file__); "
+              "page.write_report(sys.argv[1], out=sys.argv[2])")
+    proc = subprocess.run([sys.executable, "-c", script, str(english), str(tmp_path / "installed.html")],
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(target)}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(target / "jaxqa" / "report" / "page.py")  # the wheel's copy, not this checkout
+    page = (tmp_path / "installed.html").read_text(encoding="utf-8")
+    css = (ROOT / "jaxqa/report/page.css").read_text(encoding="utf-8")
+    js = (ROOT / "jaxqa/report/page.js").read_text(encoding="utf-8")
+    assert f"<style>\n{css}</style>" in page and f"<script>\n{js}</script>" in page
+    assert page == write_report(english, out=tmp_path / "checkout.html").read_text(encoding="utf-8")

@@ -98,7 +98,7 @@ def test_logical_rules_fall_back_to_replicated_when_a_dim_does_not_divide():
 def test_every_parameter_has_logical_axis_names(tiny_bert_dir):
     from flax import nnx
 
-    from jaxqa.training.train_state import load_model
+    from jaxqa.models.loading import load_model
 
     _, params, _ = load_model(tiny_bert_dir)
     for path, var in nnx.to_flat_state(params):

@@ -13,8 +13,9 @@ from jaxqa.config import RunConfig
 from jaxqa.data import batching
 from jaxqa.data.examples import load_examples
 from jaxqa.data.features import tokenize
+from jaxqa.models.loading import forward
 from jaxqa.training import train_state
-from jaxqa.training.steps import forward, qa_loss
+from jaxqa.training.steps import qa_loss
 
 LN3 = math.log(3)
 

@@ -216,14 +216,22 @@ class _Windows(NamedTuple):
     question_cut: np.ndarray  # bool: the window's question was cut to max_query_length
 
 
-def _flat_tokens(encodings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+class _Tokens(NamedTuple):
+    """Token ids, offsets [.., 2] and lengths of several encodings, concatenated (`_flat_tokens`)."""
+
+    ids: np.ndarray
+    offsets: np.ndarray
+    lengths: np.ndarray
+
+
+def _flat_tokens(encodings) -> _Tokens:
     """Token ids, offsets [.., 2] and lengths of encodings, concatenated."""
     lengths = np.fromiter(map(len, encodings), np.int64, len(encodings))
     total = int(lengths.sum())
     ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), np.int32, total)
     offsets = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(e.offsets for e in encodings)),
                           np.int32, 2 * total).reshape(total, 2)
-    return ids, offsets, lengths
+    return _Tokens(ids, offsets, lengths)
 
 
 def _ragged_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -249,9 +257,8 @@ def _encode_windows(tokenizer, questions: list[str], contexts: list[str], *, que
         question_encodings, long = _truncate_questions(questions, backend, max_query_length)
         context_of, example_context = _distinct(contexts)
         context_encodings = backend.encode_batch(context_of, add_special_tokens=False)
-    q_ids, q_offsets, q_len = _flat_tokens(question_encodings)
-    c_ids, c_offsets, c_len_of = _flat_tokens(context_encodings)
-    c_len = c_len_of[example_context]
+    question, context = _flat_tokens(question_encodings), _flat_tokens(context_encodings)
+    q_len, c_len = question.lengths, context.lengths[example_context]
     room = max_length - template.n_special - q_len
     cut = np.zeros(len(questions), dtype=bool)
     cut[long] = True
@@ -263,8 +270,19 @@ def _encode_windows(tokenizer, questions: list[str], contexts: list[str], *, que
     first_window = np.cumsum(n_windows) - n_windows
     context_start = (np.arange(len(example_index)) - first_window[example_index]) * step[example_index]
     context_len = np.minimum(room[example_index], c_len[example_index] - context_start)
-    # One source table (specials, all question tokens, all distinct contexts' tokens); each window is five
-    # ranges of it: prefix, first sequence, middle, second sequence, suffix.
+    tokens = _window_tokens(template, question, context, example_context, example_index, context_start, context_len,
+                            question_first=question_first, max_length=max_length,
+                            pad_ids=(tokenizer.pad_token_id or 0, tokenizer.pad_token_type_id))
+    return _Windows(*tokens, example_index, context_start, cut[example_index])
+
+
+def _window_tokens(template: _PairTemplate, question: _Tokens, context: _Tokens, example_context, example_index,
+                   context_start, context_len, *, question_first: bool, max_length: int, pad_ids: tuple[int, int]):
+    """The windows' padded token arrays: input ids, token types, attention mask, offsets, sequence ids.
+
+    One source table (specials, all question tokens, all distinct contexts' tokens); each window is five
+    ranges of it: prefix, first sequence, middle, second sequence, suffix."""
+    (q_ids, q_offsets, q_len), (c_ids, c_offsets, c_len_of) = question, context
     n_prefix, n_middle = template.n_prefix, template.n_middle
     n_suffix = template.n_special - n_prefix - n_middle
     q_source = template.n_special + np.cumsum(q_len) - q_len
@@ -290,9 +308,8 @@ def _encode_windows(tokenizer, questions: list[str], contexts: list[str], *, que
         out[filled] = field[tokens]
         return out
 
-    return _Windows(padded(ids, tokenizer.pad_token_id or 0), padded(types, tokenizer.pad_token_type_id),
-                    filled.astype(np.int32), padded(offsets, 0), padded(sequence_ids, -1, np.int8), example_index,
-                    context_start, cut[example_index])
+    return padded(ids, pad_ids[0]), padded(types, pad_ids[1]), filled.astype(np.int32), padded(offsets, 0), \
+        padded(sequence_ids, -1, np.int8)
 
 
 def _distinct(texts: list[str]) -> tuple[list[str], np.ndarray]:

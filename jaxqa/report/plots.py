@@ -26,7 +26,7 @@ def curve_data(out_dir: str | Path) -> dict:
     """What the curves show, from a run's files: {"train": [{step, loss, learning_rate}], "evals":
     [{step, f1, em, label}] (sorted by step, before-training first; the final evaluation labelled
     "final"), "logging_steps", "kept": `run_log.kept_note` of the final evaluation, when
-    --load_best_model_at_end kept an earlier step}. The page of `jaxqa.report.page` draws the same data."""
+    --load_best_model_at_end kept an earlier step}. The page draws the same data (`jaxqa.report.charts`)."""
     out_dir = Path(out_dir)
     records = read_records(out_dir / "metrics.jsonl")
     train = [{"step": r["step"], "loss": r["loss"], "learning_rate": r.get("learning_rate")}
@@ -77,58 +77,17 @@ def plot_training_curves(out_dir: str | Path) -> Path | None:
     train, evals = data["train"], data["evals"]
     if not train and not evals:
         return None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("matplotlib is not installed: no %s (pip install matplotlib)", FILE_NAME)
+    plt = _pyplot()
+    if plt is None:
         return None
     has_lr = any(r["learning_rate"] is not None for r in train)
     heights = [3, 3] + ([1.4] if has_lr else [])
     fig, axes = plt.subplots(len(heights), 1, figsize=(8, 1.9 * sum(heights) / 2 + 1.4), dpi=110, sharex=True,
                              gridspec_kw={"height_ratios": heights})
-    loss_ax, eval_ax = axes[0], axes[1]
-    window = data["logging_steps"]
-    if train:
-        steps = [r["step"] for r in train]
-        losses = [r["loss"] for r in train]
-        # Each logged loss is the mean of the `window` steps that end at its step: a step line
-        # shows it as what it is, a level held over that window.
-        first = max(0, steps[0] - (window or steps[0]))  # where the first window starts
-        loss_ax.step([first] + steps, losses[:1] + losses, where="pre", color="tab:blue", lw=1.6,
-                     label=f"train loss (mean over each {window}-step window)" if window else "train loss")
-        loss_ax.plot(steps, losses, "o", color="tab:blue", ms=2.5)
-        loss_ax.set_ylim(0, max(losses) * 1.08)
-        loss_ax.annotate(f"{losses[-1]:.3f}", (steps[-1], losses[-1]), textcoords="offset points", xytext=(4, 6),
-                         fontsize=8, color="tab:blue")
-    else:
-        loss_ax.text(0.5, 0.5, "no training steps logged", ha="center", va="center", transform=loss_ax.transAxes,
-                     color="0.4")
-    loss_ax.set_ylabel("loss")
-    loss_ax.legend(loc="upper right", fontsize=8, frameon=False)
-    for key, name, color, marker in (("f1", "F1", "tab:orange", "o"), ("em", "EM", "tab:green", "s")):
-        points = [(e["step"], e[key], e["label"]) for e in evals if e[key] is not None]
-        if not points:
-            continue
-        xs, ys, labels = zip(*points)
-        # dotted between evaluations: nothing was measured there
-        eval_ax.plot(xs, ys, marker + ":", color=color, ms=5, lw=1.4, label=f"eval {name}")
-        notes = {"before training": " (before training)", "final": " (kept)" if data["kept"] else ""}
-        for x, y, label in points:
-            eval_ax.annotate(f"{y:.1f}" + (notes.get(label, "") if key == "f1" else ""),
-                             (x, y), textcoords="offset points", xytext=(5, 7 if key == "f1" else -12), fontsize=8,
-                             color=color)
-    eval_ax.set_ylim(0, 100)
-    eval_ax.set_ylabel("eval (%)")
-    eval_ax.legend(loc="upper left", fontsize=8, frameon=False)
+    _draw_loss(axes[0], train, data["logging_steps"])
+    _draw_evals(axes[1], evals, data["kept"])
     if has_lr:
-        lr_ax = axes[2]
-        lr_ax.plot([r["step"] for r in train], [r["learning_rate"] for r in train], color="tab:purple", lw=1.2)
-        lr_ax.set_ylim(0, max(r["learning_rate"] or 0 for r in train) * 1.1 or 1)
-        lr_ax.set_ylabel("learning rate")
-        lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
+        _draw_learning_rate(axes[2], train)
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.set_xlim(left=0)
@@ -140,3 +99,62 @@ def plot_training_curves(out_dir: str | Path) -> Path | None:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return path
+
+
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display); None, said once, when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: no %s (pip install matplotlib)", FILE_NAME)
+        return None
+    return plt
+
+
+def _draw_loss(ax, train: list[dict], window: int | None) -> None:
+    """The logged training loss as a step line, its last value written beside it; loss from 0."""
+    if train:
+        steps = [r["step"] for r in train]
+        losses = [r["loss"] for r in train]
+        # Each logged loss is the mean of the `window` steps that end at its step: a step line
+        # shows it as what it is, a level held over that window.
+        first = max(0, steps[0] - (window or steps[0]))  # where the first window starts
+        ax.step([first] + steps, losses[:1] + losses, where="pre", color="tab:blue", lw=1.6,
+                label=f"train loss (mean over each {window}-step window)" if window else "train loss")
+        ax.plot(steps, losses, "o", color="tab:blue", ms=2.5)
+        ax.set_ylim(0, max(losses) * 1.08)
+        ax.annotate(f"{losses[-1]:.3f}", (steps[-1], losses[-1]), textcoords="offset points", xytext=(4, 6),
+                    fontsize=8, color="tab:blue")
+    else:
+        ax.text(0.5, 0.5, "no training steps logged", ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_ylabel("loss")
+    ax.legend(loc="upper right", fontsize=8, frameon=False)
+
+
+def _draw_evals(ax, evals: list[dict], kept: str | None) -> None:
+    """Every evaluation's F1 and EM, each value written beside its point; 0 to 100."""
+    for key, name, color, marker in (("f1", "F1", "tab:orange", "o"), ("em", "EM", "tab:green", "s")):
+        points = [(e["step"], e[key], e["label"]) for e in evals if e[key] is not None]
+        if not points:
+            continue
+        xs, ys, labels = zip(*points)
+        # dotted between evaluations: nothing was measured there
+        ax.plot(xs, ys, marker + ":", color=color, ms=5, lw=1.4, label=f"eval {name}")
+        notes = {"before training": " (before training)", "final": " (kept)" if kept else ""}
+        for x, y, label in points:
+            ax.annotate(f"{y:.1f}" + (notes.get(label, "") if key == "f1" else ""),
+                        (x, y), textcoords="offset points", xytext=(5, 7 if key == "f1" else -12), fontsize=8,
+                        color=color)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("eval (%)")
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+
+
+def _draw_learning_rate(ax, train: list[dict]) -> None:
+    ax.plot([r["step"] for r in train], [r["learning_rate"] for r in train], color="tab:purple", lw=1.2)
+    ax.set_ylim(0, max(r["learning_rate"] or 0 for r in train) * 1.1 or 1)
+    ax.set_ylabel("learning rate")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))

@@ -22,10 +22,9 @@ from jaxqa import sharding
 from jaxqa.data.examples import Examples
 from jaxqa.data.features import load_tokenizer, tokenize
 from jaxqa.errors import ModelError
-from jaxqa.models import weights
+from jaxqa.models import loading, weights
 from jaxqa.scoring.evaluation import null_threshold
 from jaxqa.scoring.inference import Predictor
-from jaxqa.training import steps
 
 log = logging.getLogger("jaxqa")
 
@@ -56,7 +55,7 @@ class QuestionAnswerer:
         self.params = params
         mesh = mesh or sharding.make_mesh(jax.devices()[:1])
         # Logits whole on every process, as the run's evaluation has them: decoding is on the host.
-        forward = sharding.jit(lambda p, batch: steps.forward(graphdef, p, batch), mesh,
+        forward = sharding.jit(lambda p, batch: loading.forward(graphdef, p, batch), mesh,
                                out_shardings=sharding.replicated(mesh))
         # Batches sized to the request: one question runs a one-row program (per device of the mesh's batch
         # axes), not `batch_size` rows of filler; each (rows, length) program compiles once, on first use.
@@ -71,8 +70,6 @@ class QuestionAnswerer:
         evaluation, if any (else it never abstains). Window settings not given in `settings` are those the
         model was trained with, when its run saved them (`weights.SETTINGS_FILE`), else the defaults. A model
         without a QA head is refused: its answers would come from a random layer."""
-        from jaxqa.training.train_state import load_model
-
         model_dir = weights.resolve_model_dir(str(model_dir))
         if not weights.has_qa_head(model_dir):
             raise ModelError(f"{model_dir}: no QA head (qa_outputs) in this checkpoint, so its answers would come "
@@ -86,7 +83,7 @@ class QuestionAnswerer:
                      if saved.keys() & settings.keys() else "")
         threshold = null_threshold(null_score_diff_threshold, model_dir, default=None)
         log.info("%s", threshold)
-        graphdef, params, _ = load_model(model_dir)
+        graphdef, params, _ = loading.load_model(model_dir)
         return cls(graphdef, params, load_tokenizer(model_dir), null_score_diff_threshold=threshold.value,
                    **{**saved, **settings})
 

@@ -11,20 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
 
-from jaxqa import sharding
 from jaxqa.data.examples import Examples
 from jaxqa.data.features import Features
 from jaxqa.errors import ModelError
 from jaxqa.scoring import metrics
 from jaxqa.scoring.decode import Answers
-from jaxqa.training.run_log import write_json
-
-log = logging.getLogger("jaxqa")
+from jaxqa.sharding import write_json
 
 RESULTS_FILE = {"eval": "eval_results.json"}  # other splits: "<split>_results.json"
 THRESHOLD_FILE = "null_threshold.json"  # beside config.json of an exported model: its best no-answer threshold
@@ -99,19 +95,8 @@ def write_outputs(out_dir: Path, split: str, examples: Examples, answers: Answer
     write_json(out_dir / RESULTS_FILE.get(split, f"{split}_results.json"), result)
 
 
-def write_report_page(out_dir: Path, examples: Examples, features: Features, result: dict, config) -> None:
-    """eval_report.html (`jaxqa.report.page`) beside eval_results.json, and windows.json (windows per question,
-    so `python -m jaxqa report` need not tokenise again). Process 0 writes; a failure to draw the page
-    is a warning, never the run's end: its results are written already."""
-    if not sharding.is_main_process():
-        return
+def write_windows(out_dir: Path, examples: Examples, features: Features) -> None:
+    """windows.json ({question id: windows}) beside eval_results.json, so the report page
+    (`python -m jaxqa report`, or the one a run draws after its evaluation) need not tokenise again."""
     counts = np.bincount(features.example_index, minlength=len(examples)).tolist()
-    windows = dict(zip(examples.ids, counts))
-    write_json(out_dir / "windows.json", windows)
-    try:
-        from jaxqa.report.page import write_report
-
-        write_report(out_dir, windows=windows, examples=examples, metric=result.get("metric"),
-                     config=dataclasses.asdict(config))
-    except Exception as err:  # noqa: BLE001 - the page must never cost the run its results
-        log.warning("eval_report.html not written (%s); `python -m jaxqa report %s` tries again", err, out_dir)
+    write_json(out_dir / "windows.json", dict(zip(examples.ids, counts)))

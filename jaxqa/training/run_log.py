@@ -1,7 +1,7 @@
 """What a run tells and records as it goes, and when: `Reporter` (progress bar, the log line,
 `metrics.jsonl` and TensorBoard through `RunLog`, throughput rates, every --logging_steps), the
-process-0 gate for every output file (`write_json`, `write_text`), the profiler trace, and at the
-end `training_curves.png` (drawn by `jaxqa.report.plots`).
+profiler trace. Output files are written by process 0 alone (`sharding.write_json`); the run's
+`training_curves.png` is drawn from these records by `jaxqa.report.plots`, above this layer.
 
 On resume the records past the restored step are dropped (they are trained again), from the JSON log
 and, through TensorBoard's `purge_step`, from the event files' view. A new run starts both afresh, and
@@ -64,7 +64,7 @@ class RunLog:
 
     def eval(self, step: int, result: dict) -> None:
         """An evaluation at `step`. The final one of a model restored from an earlier step (its result
-        carries "trained_steps", see `Trainer.evaluate`) is written after later steps' records: it says
+        carries "trained_steps", see `Evaluator.kept`) is written after later steps' records: it says
         so ("kept": true), and TensorBoard, which already holds that step's evaluation, gets nothing."""
         if "trained_steps" in result:
             self._write({"step": step, "kept": True, "trained_steps": result["trained_steps"], "eval": result})
@@ -110,7 +110,7 @@ def read_json(path: Path) -> dict | None:
 
 def kept_note(result: dict) -> str | None:
     """"trained N steps, kept step K (f1 x)" for the results of a model that --load_best_model_at_end
-    took back to an earlier step (they carry "trained_steps", `Trainer.kept`); None for any other."""
+    took back to an earlier step (they carry "trained_steps", `Evaluator.kept`); None for any other."""
     if not isinstance(result.get("trained_steps"), int):
         return None
     metric = result.get("kept_best_by")
@@ -159,18 +159,6 @@ def clear_previous_run(out_dir: Path, rewritten: set[str]) -> list[str]:
         log.info("--output_dir %s held a previous run's outputs that this run does not write; removed (its report "
                  "and curves show this run only): %s", out_dir, ", ".join(removed))
     return removed
-
-
-def write_json(path: Path, obj) -> None:
-    """Write then rename (a reader never sees half a file), on process 0 only: in a multi-host run every
-    process computes the same outputs, and two writers would race."""
-    if sharding.is_main_process():
-        atomic.write_json(path, obj)
-
-
-def write_text(path: Path, text: str) -> None:
-    if sharding.is_main_process():
-        atomic.write_text(path, text)
 
 
 class Reporter:

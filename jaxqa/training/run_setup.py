@@ -19,8 +19,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-import jaxqa
-from jaxqa import sharding
+from jaxqa import clock, sharding
 from jaxqa.config import RunConfig
 from jaxqa.data import batching, feature_cache, hub, overlap
 from jaxqa.data.examples import REPORT_IDS, Examples, describe, file_report, load_examples
@@ -29,7 +28,6 @@ from jaxqa.errors import ConfigError
 from jaxqa.models import weights
 from jaxqa.scoring.inference import Predictor
 from jaxqa.training import checkpoint, compilation, throughput
-from jaxqa.training.run_log import write_json, write_text
 from jaxqa.training.selection import check_metric
 from jaxqa.training.train_state import TrainState, create_train_state, eval_step, train_step
 
@@ -100,10 +98,10 @@ class DataReport:
         notable = ("answers_in_no_window", "questions_cut", "eval_overlap")
         if always or self.skipped or any(r["problems"] or any(k in r for k in notable) for r in self.files.values()):
             out_dir.mkdir(parents=True, exist_ok=True)
-            write_json(out_dir / "data_report.json", self.files)
+            sharding.write_json(out_dir / "data_report.json", self.files)
         if self.skipped:
-            write_text(out_dir / "skipped_records.jsonl",
-                       "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in self.skipped))
+            sharding.write_text(out_dir / "skipped_records.jsonl",
+                                "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in self.skipped))
 
 
 def load_split(config: RunConfig, path: str, limit: int | None, tokenizer, report: DataReport, *,
@@ -183,7 +181,7 @@ class RunParts:
 
 def set_up_run(config: RunConfig, *, mesh=None) -> RunParts:
     config.validate()
-    goodput = throughput.Goodput(jaxqa.LAUNCHED)
+    goodput = throughput.Goodput(clock.LAUNCHED)
     if config.compilation_cache:
         compilation.enable_cache(config.compilation_cache)
     sharding.initialize_distributed(config.coordinator_address, config.num_processes, config.process_id)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import optax
-from flax import nnx
+
+from jaxqa.models.loading import forward
 
 # Dropout keys are of the RBG implementation (the state stores its raw key data); each dropout call
 # draws two seed words from them, and the masks are hashes of positions (`jaxqa.models.dropout`).
@@ -32,14 +33,6 @@ def summed_loss(start_logits, end_logits, batch):
 def qa_loss(start_logits, end_logits, batch):
     """The loss of a batch: `summed_loss` averaged over its real rows."""
     return summed_loss(start_logits, end_logits, batch) / jnp.maximum(jnp.sum(batch["weights"]), 1.0)
-
-
-def forward(graphdef, params, batch, *, deterministic: bool = True, dropout_key=None):
-    """(start_logits, end_logits) of the model `graphdef` with `params` on `batch`."""
-    model = nnx.merge(graphdef, params)
-    rngs = None if deterministic else nnx.Rngs(dropout=dropout_key)
-    return model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-                 deterministic=deterministic, rngs=rngs)
 
 
 def evaluated_params(state):

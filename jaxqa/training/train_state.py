@@ -16,18 +16,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx, struct
+from flax import struct
 
 from jaxqa import sharding
 from jaxqa.config import RunConfig
-from jaxqa.models import weights
-from jaxqa.models.encoder import EncoderConfig, EncoderForQuestionAnswering
+from jaxqa.models.loading import build_model, load_model  # re-exported: the public API
 from jaxqa.training.steps import DROPOUT_PRNG, eval_step, evaluated_params, train_step  # re-exported: the public API
 
 __all__ = ["TrainState", "create_train_state", "load_model", "make_optimizer", "train_step", "eval_step",
            "evaluated_params", "build_model", "layer_lr_scale"]
-
-COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 @struct.dataclass
@@ -116,45 +113,6 @@ def make_optimizer(config: RunConfig, total_steps: int, num_layers: int | None =
     return tx, schedule
 
 
-def build_model(model_config: EncoderConfig, *, seed: int = 0, dtype: str = "float32", fused_attention: bool = False,
-                remat: bool = False) -> EncoderForQuestionAnswering:
-    return EncoderForQuestionAnswering(model_config, rngs=nnx.Rngs(params=seed), dtype=COMPUTE_DTYPES[dtype],
-                                    fused_attention=fused_attention, remat=remat)
-
-
-def load_model(model_path: str | Path | None = None, *, seed: int = 0, dtype: str = "float32",
-               from_pretrained: bool = True, cache_dir: str | None = None, mesh=None, fused_attention: bool = False,
-               remat: bool = False):
-    """(graphdef, params, model_config) of a Hugging Face encoder directory or Hub id (the packaged
-    MiniLM when None), of the family its config.json names (`jaxqa.models.families`). A checkpoint
-    without a QA head gets a fresh one; with `from_pretrained=False` everything keeps its random initialisation (config.json only).
-
-    Parameters are created where they live on `mesh` (the first device by default): checkpoint
-    tensors go from host memory straight to their shards, fresh ones are initialised sharded, so
-    no device ever holds a full copy of a sharded model."""
-    model_dir = weights.resolve_model_dir(str(model_path) if model_path else None, cache_dir)
-    model_config = weights.load_config(model_dir)
-    mesh = mesh or sharding.make_mesh(jax.devices()[:1])
-    options = dict(seed=seed, dtype=dtype, fused_attention=fused_attention, remat=remat)
-    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: build_model(model_config, **options)), nnx.Param)
-    shardings = dict(_flatten(nnx.to_pure_dict(sharding.param_shardings(abstract, mesh))))
-    values = dict(_flatten(nnx.to_pure_dict(abstract)))  # ShapeDtypeStructs until filled in
-    if from_pretrained:
-        loaded, _ = weights.checkpoint_to_params(weights.read_checkpoint(model_dir), model_config, str(model_dir))
-        loaded = dict(_flatten(loaded))
-        _check_shapes(values, loaded, model_dir)
-        values.update({path: sharding.put_global(array, shardings[path]) for path, array in loaded.items()})
-    missing = [path for path, value in values.items() if isinstance(value, jax.ShapeDtypeStruct)]
-    if missing:  # random initialisation, sharded from the start; XLA drops what is not asked for
-        def init():
-            fresh = dict(_flatten(nnx.to_pure_dict(nnx.split(build_model(model_config, **options), nnx.Param)[1])))
-            return [fresh[path] for path in missing]
-
-        values.update(zip(missing, jax.jit(init, out_shardings=[shardings[p] for p in missing])()))
-    nnx.replace_by_pure_dict(abstract, _unflatten(values))
-    return graphdef, abstract, model_config
-
-
 def create_train_state(config: RunConfig, model_path: str | Path | None = None, *, total_steps: int,
                        mesh=None, from_pretrained: bool = True) -> TrainState:
     """Model from `model_path` (see `load_model`) plus a fresh optimizer (`make_optimizer`) for `total_steps` steps,
@@ -180,33 +138,3 @@ def create_train_state(config: RunConfig, model_path: str | Path | None = None, 
         dropout_key=sharding.put_global(np.asarray(key), shardings.dropout_key),
         ema_params=jax.jit(copy, out_shardings=shardings.params)(params) if config.ema_decay else None,
     )
-
-
-def _check_shapes(expected: dict, loaded: dict, source) -> None:
-    """`expected`, `loaded`: {path: array or shape struct}."""
-    mismatched = [
-        f"{'/'.join(map(str, p))}: checkpoint {tuple(b.shape)} vs config {tuple(expected[p].shape)}"
-        for p, b in sorted(loaded.items(), key=str) if p in expected and expected[p].shape != b.shape
-    ]
-    if mismatched:
-        from jaxqa.errors import ModelError
-
-        raise ModelError(f"{source}: tensor shapes disagree with config.json ({'; '.join(mismatched[:3])})")
-
-
-def _flatten(tree, prefix=()):
-    for key in sorted(tree, key=str):
-        if isinstance(tree[key], dict):
-            yield from _flatten(tree[key], prefix + (key,))
-        else:
-            yield prefix + (key,), tree[key]
-
-
-def _unflatten(flat: dict) -> dict:
-    tree: dict = {}
-    for path, value in flat.items():
-        node = tree
-        for key in path[:-1]:
-            node = node.setdefault(key, {})
-        node[path[-1]] = value
-    return tree

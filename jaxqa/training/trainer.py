@@ -2,16 +2,16 @@
 
 The loop only loops: `run_setup` builds its parts, each policy it asks lives in one place — when to
 log and what a record holds (`run_log.Reporter`), when to save and what a checkpoint holds
-(`checkpoint.CheckpointPolicy`), when to evaluate (`Trainer._evaluation_due`), how a batch reaches
+(`checkpoint.CheckpointPolicy`), when to evaluate (`Trainer._evaluate_if_due`), how a batch reaches
 the device (`inference`), when to stop (`preemption.StopRequest`) — and one clock, `goodput`, times
-it all. Device work is dispatched asynchronously: the loop waits on the device only when it logs or
-saves.
+it all. Evaluating a state (`evaluator.Evaluator`) and saving or pushing its model (`export.Exporter`)
+are objects of their own that the Trainer holds. Device work is dispatched asynchronously: the loop
+waits on the device only when it logs or saves.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 import time
@@ -21,20 +21,16 @@ import jax
 
 from jaxqa import sharding
 from jaxqa.config import RunConfig
-from jaxqa.data import hub
 from jaxqa.data.examples import Examples
 from jaxqa.data.features import Features
-from jaxqa.models import weights
-from jaxqa.report.plots import plot_training_curves
-from jaxqa.scoring import evaluation, metrics
 from jaxqa.scoring.answer import QuestionAnswerer
 from jaxqa.scoring.decode import Answers
 from jaxqa.scoring.inference import GivenUp, device_batches
 from jaxqa.training import run_setup, throughput
+from jaxqa.training.evaluator import Evaluator
+from jaxqa.training.export import Exporter
 from jaxqa.training.preemption import StopRequest
-from jaxqa.training.run_log import Profiler, Reporter, write_json
-from jaxqa.training.steps import evaluated_params
-from jaxqa.training.train_state import create_train_state
+from jaxqa.training.run_log import Profiler, Reporter
 
 log = logging.getLogger("jaxqa")
 
@@ -48,15 +44,10 @@ class Trainer:
         self.out_dir = Path(self.config.output_dir)
         self.train_steps: dict[int, object] = {}  # compiled train step per batch length
         self.reporter: Reporter | None = None  # from the start of training to `finish`
-        self._give_up_evaluation = None  # in the train loop: whether a stop signal gives up an evaluation
         self.trained_steps: int | None = None  # the last step trained (`fit`); the model may be an earlier one's
+        self.evaluator = Evaluator(parts)  # evaluations, under the run's no-answer threshold
+        self.exporter = Exporter(parts)  # models saved and pushed
         self.exported_dir: Path | None = None  # the trained model, once `fit` saved it
-        # A model's saved threshold belongs to its weights: a training run finds its own (`evaluate`).
-        self.null_threshold = evaluation.null_threshold(config.null_score_diff_threshold,
-                                                        None if config.do_train else parts.model_dir)
-        if self.null_threshold.abstains or config.version_2_with_negative or \
-                any(split.examples.is_impossible.any() for split in parts.splits.values()):
-            log.info("%s", self.null_threshold)
 
     # --- the loop -----------------------------------------------------------------------------
     def fit(self) -> list[dict]:
@@ -67,7 +58,7 @@ class Trainer:
         t_start, side_before = time.perf_counter(), self._side_seconds()
         try:
             with StopRequest() as stop, jax.transfer_guard("disallow"):  # no implicit host<->device copies
-                self._give_up_evaluation = stop.cuts_short
+                self.evaluator.give_up = stop.cuts_short
                 # Stopped during this step's evaluation, the run owes it: done first, as the unstopped run did.
                 owed, checkpoints.evaluation_owed = checkpoints.evaluation_owed, False
                 ended = owed and self._after_step(step, None, stop)
@@ -80,7 +71,7 @@ class Trainer:
                     if self._after_step(step, step_metrics, stop):  # --early_stopping_patience spent
                         break
         finally:
-            self._give_up_evaluation = None
+            self.evaluator.give_up = None
             profile.stop()
             reporter.pause()
             with self.goodput.timer("checkpoint"):
@@ -197,76 +188,16 @@ class Trainer:
         self.train_steps.update(compiled)
         return report
 
-    # --- evaluation -----------------------------------------------------------------------------
+    # --- evaluation (`evaluator.Evaluator`) ------------------------------------------------------
     def evaluate(self, split: str = "eval", write_files: bool = True) -> dict:
-        """Predict and score a split: "eval" (validation file), "before_training" (the same, before
-        fine-tuning) or "predict" (test file, not scored). With `write_files`, the predictions and
-        results (`evaluation.write_outputs`); inside the train loop, the metrics only."""
-        with self.goodput.timer("eval"), jax.transfer_guard("allow"):
-            start = time.perf_counter()
-            data = self.parts.splits["predict" if split == "predict" else "eval"]
-            answers = self.predict(data.examples, data.features, nbest=write_files)
-            result = {} if split == "predict" else evaluation.score(
-                data.examples, answers, metric=self.config.metric, null_score_diff_threshold=self.null_threshold.value)
-            if answers.null_odds is not None:  # what predictions.json abstains at
-                result["null_score_diff_threshold"] = self.null_threshold.value
-            result.update(num_examples=len(data.examples), num_features=len(data.features),
-                          eval_seconds=round(time.perf_counter() - start, 2), step=self.state_step)
-            if split != "before_training":
-                result.update(self.kept())
-            if self.reporter and split == "eval":
-                self.reporter.eval(result["step"], result)
-            if not write_files:
-                log.info("step %d %s: %s", result["step"], split, metrics.summary(result))
-                return result
-            evaluation.write_outputs(self.out_dir, split, data.examples, answers, result)
-            if split == "eval":
-                evaluation.write_report_page(self.out_dir, data.examples, data.features, result, self.config)
-        log.info("%s: %s (%d examples, %.1fs)", split, metrics.summary(result), len(data.examples), result["eval_seconds"])
-        if split == "eval" and "best_f1_thresh" in result:
-            self._keep_null_threshold(result)
-        return result
-
-    def kept(self) -> dict:
-        """After --load_best_model_at_end took the model back to an earlier step: {"trained_steps": the
-        last step trained, "kept_best_by": the metric that chose it}, which the results of its evaluations
-        carry beside their "step" (the kept one), so no reader takes them for the last step's. Else {}."""
-        if self.trained_steps is None or self.trained_steps == self.state_step:
-            return {}
-        return {"trained_steps": self.trained_steps, "kept_best_by": self.config.metric_for_best_model}
+        """Predict and score a split of the current state: "eval" (validation file), "before_training" or
+        "predict" (test file, not scored); see `Evaluator.evaluate`. Inside the train loop, the metrics only."""
+        return self.evaluator.evaluate(self.state, split, write_files, trained_steps=self.trained_steps,
+                                       reporter=self.reporter)
 
     def evaluate_before_training(self) -> dict:
-        """The "before_training" evaluation, of the weights training starts from: on a resumed run, whose
-        state is a later step's, those weights built again as the run built them (seeded alike)."""
-        if self.state_step == 0:
-            return self.evaluate("before_training")
-        log.info("before training: evaluating the initial weights (the restored model is step %d's)", self.state_step)
-        restored = self.state
-        initial = create_train_state(self.config, self.model_dir, total_steps=self.total_steps, mesh=self.mesh,
-                                     from_pretrained=self.parts.pretrained)
-        # the weights only: the evaluation step is compiled for this state's static parts (optimizer, graph)
-        self.state = restored.replace(step=initial.step, params=initial.params, ema_params=initial.ema_params)
-        del initial
-        try:
-            return self.evaluate("before_training")
-        finally:
-            self.state = restored
-
-    def _keep_null_threshold(self, result: dict) -> None:
-        """After the final evaluation of a training run on data with unanswerable questions: its best-F1
-        threshold saved with the exported model (which that evaluation scored), and used from now on
-        (--do_predict) unless --null_score_diff_threshold is given."""
-        model_dir = Path(self.config.export_hf_dir or self.out_dir / "model")
-        if not self.config.do_train or (sharding.is_main_process() and not model_dir.is_dir()):
-            return
-        found = evaluation.save_null_threshold(model_dir, result, self.config.validation_file)
-        if self.config.null_score_diff_threshold is None:
-            self.null_threshold = found
-            log.info("%s", found)
-        else:
-            self.null_threshold = dataclasses.replace(self.null_threshold, abstains=True)
-            log.info("best no-answer threshold %g (%s); this run keeps the %s", found.value, found.origin,
-                     self.null_threshold)
+        """The "before_training" evaluation, of the weights training starts from (on a resumed run too)."""
+        return self.evaluator.evaluate_before_training(self.state)
 
     def logits(self, features: Features):
         """Start/end logits of every window, [windows, max_seq_length], -inf past each batch's length."""
@@ -274,64 +205,31 @@ class Trainer:
 
     def predict(self, examples: Examples, features: Features, nbest: bool = True) -> Answers:
         """Answers for every example, decoded from all its windows (with n-best lists if `nbest`)."""
-        return self.parts.predictor.answers(self.state, examples.contexts, features,
-                                            null_score_diff_threshold=self._abstaining_threshold(
-                                                bool(examples.is_impossible.any())),
-                                            n_best_size=self.config.n_best_size if nbest else 0,
-                                            give_up=self._give_up_evaluation)
+        return self.evaluator.predict(self.state, examples, features, nbest)
 
-    def _abstaining_threshold(self, unanswerable_data: bool) -> float | None:
-        """The no-answer threshold where this run abstains (a v2.0 run, data with unanswerable questions, or
-        a model with a saved threshold: evaluated on unanswerable questions, it abstains on any data); None
-        (never abstain) otherwise."""
-        abstains = self.config.version_2_with_negative or unanswerable_data or self.null_threshold.abstains
-        return self.null_threshold.value if abstains else None
+    def answerer(self) -> QuestionAnswerer:
+        """Answer ad-hoc questions with the model as it is now (same window and decoding settings)."""
+        return self.evaluator.answerer(self.state)
 
     # --- the run's other outputs -----------------------------------------------------------------
-    def finish(self) -> Path | None:
-        """Close the run's logs, write `goodput.json`, draw `training_curves.png` and, with --push_to_hub,
-        upload the model (after the final evaluation); returns the plot's path."""
+    def finish(self) -> bool:
+        """Close the run's logs, write `goodput.json` and, with --push_to_hub, upload the model (after the
+        final evaluation). True when this process closed a training run's logs, so that the caller may draw
+        them (`jaxqa.report.plots.plot_training_curves`: the report layer, above this one)."""
         if not self.reporter:
-            return None
+            return False
         self.reporter.run_log.close()
         self.reporter = None
         if not sharding.is_main_process():  # process 0 writes the run's files; two writers would race
-            return None
-        write_json(self.out_dir / "goodput.json", self.goodput.summary())
+            return False
+        sharding.write_json(self.out_dir / "goodput.json", self.goodput.summary())
         log.info("%s", self.goodput.table())
-        curves = plot_training_curves(self.out_dir)
-        self._push()
-        return curves
-
-    def _push(self) -> None:
-        """--push_to_hub: the exported model directory, uploaded once it is complete. The final evaluation
-        (before `finish`) adds null_threshold.json to it; pushed before that, a SQuAD v2.0 model from the
-        Hub would never abstain. Process 0 alone, the one that wrote the directory."""
-        if self.parts.push_repo and self.exported_dir and sharding.is_main_process():
-            log.info("model uploaded to %s", hub.push(self.config, self.exported_dir, self.parts.push_repo))
+        self.exporter.push(self.exported_dir)
+        return True
 
     def save_model(self, out_dir: str | Path | None = None) -> Path:
-        """The current parameters (their moving average with --ema_decay) as a Hugging Face BertForQuestionAnswering directory (default
-        `output_dir/model`): loadable by jaxqa, `QuestionAnswerer` and `transformers`; the run's window settings
-        go with it (`weights.SETTINGS_FILE`): it answers in the windows it was trained in."""
-        from flax import nnx
-
-        params = nnx.to_pure_dict(sharding.to_host(evaluated_params(self.state)))  # every process takes part
-        if not sharding.is_main_process():
-            return Path(out_dir or self.out_dir / "model")
-        return weights.save_pretrained(params, self.parts.model_config, out_dir or self.out_dir / "model",
-                                       self.parts.tokenizer,
-                                       {name: getattr(self.config, name) for name in weights.WINDOW_SETTINGS})
-
-    def answerer(self) -> QuestionAnswerer:
-        """Answer ad-hoc questions with the model as it is now (same window and decoding settings); it
-        abstains as `predict` does on data with unanswerable questions (this run's no-answer threshold)."""
-        c = self.config
-        return QuestionAnswerer(self.state.graphdef, evaluated_params(self.state), self.parts.tokenizer,
-                                max_seq_length=c.max_seq_length, doc_stride=c.doc_stride,
-                                max_query_length=c.max_query_length, max_answer_length=c.max_answer_length,
-                                batch_size=self.parts.eval_batch, n_best_size=c.n_best_size,
-                                null_score_diff_threshold=self._abstaining_threshold(False), mesh=self.mesh)
+        """The current model in Hugging Face layout (default `output_dir/model`); see `Exporter.save_model`."""
+        return self.exporter.save_model(self.state, out_dir)
 
     # --- what the parts hold, by the names users know ----------------------------------------------
     @property
