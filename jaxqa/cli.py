@@ -68,12 +68,13 @@ COMMANDS = {
     "evaluate": "score a predictions file against SQuAD-format data, as the official SQuAD scripts do",
     "report": "write eval_report.html: error analysis of a run's evaluation",
     "compare": "is run B better than run A? EM/F1 deltas with a paired bootstrap interval, and a page",
+    "serve": "answer over HTTP: batched requests, health and Prometheus metrics (pip install 'jaxqa[serve]')",
 }
 
 # Hugging Face Trainer flags without a setting of their own here: {name: (group, help)}. `hf_equivalents`
 # turns them into jaxqa's settings, or refuses them with the flag to use.
 HF_ALIASES = {
-    "bf16": ("speed", "Hugging Face's spelling of --dtype bfloat16"),
+    "bf16": ("speed", "Hugging Face's spelling of --dtype bfloat16 (--bf16 false: --dtype float32)"),
     "fp16": ("speed", "refused: float16 training needs loss scaling, which jaxqa does not do; use --bf16 "
                       "(= --dtype bfloat16), which needs none"),
     "logging_dir": ("output", "refused: TensorBoard event files go to OUTPUT_DIR/tensorboard; choose --output_dir"),
@@ -146,7 +147,7 @@ def hf_equivalents(given: dict) -> dict:
     """`given` settings with HF_ALIASES' flags turned into jaxqa's (--bf16 -> dtype bfloat16), or a
     ConfigError naming the flag to use instead."""
     given = dict(given)
-    bf16, fp16 = given.pop("bf16", False), given.pop("fp16", False)
+    bf16, fp16 = given.pop("bf16", None), given.pop("fp16", False)
     if fp16:
         raise ConfigError("--fp16: float16 training needs loss scaling, which jaxqa does not do; use --bf16 "
                           "(= --dtype bfloat16: the same speed on GPUs and TPUs that have it, no loss scaling needed)")
@@ -154,10 +155,12 @@ def hf_equivalents(given: dict) -> dict:
         raise ConfigError(f"--logging_dir {given['logging_dir']}: jaxqa writes TensorBoard event files to "
                           "OUTPUT_DIR/tensorboard (tensorboard --logdir OUTPUT_DIR); drop --logging_dir and choose "
                           "--output_dir")
-    if bf16:
-        if given.get("dtype", "bfloat16") != "bfloat16":
-            raise ConfigError(f"--bf16 means --dtype bfloat16, but --dtype {given['dtype']} is given too; pass one")
-        given["dtype"] = "bfloat16"
+    if bf16 is not None:  # --bf16 false: float32, as in Hugging Face (whatever --dtype's default is)
+        wanted = "bfloat16" if bf16 else "float32"
+        if given.get("dtype", wanted) != wanted:
+            raise ConfigError(f"--bf16 {str(bf16).lower()} means --dtype {wanted}, but --dtype {given['dtype']} is "
+                              "given too; pass one")
+        given["dtype"] = wanted
     return given
 
 
@@ -336,7 +339,8 @@ def run(config: RunConfig, *, announce=print) -> dict:
         clear_previous_run(out_dir, {part for part, on in (
             ("before_training", config.eval_before_training and config.do_eval), ("eval", config.do_eval),
             ("predict", config.do_predict), ("train", config.do_train)) if on})
-    sharding.write_json(out_dir / "run_config.json", dataclasses.asdict(config))
+    # The settings as given, but the dtype the run computes in (--dtype auto resolved at set-up).
+    sharding.write_json(out_dir / "run_config.json", {**dataclasses.asdict(config), "dtype": trainer.config.dtype})
     results = {}
     if config.eval_before_training and config.do_eval:
         saved = read_json(out_dir / "before_training_results.json") if continued else None
@@ -460,6 +464,15 @@ def answer_parser() -> argparse.ArgumentParser:
     parser.add_argument("--questions_file", metavar="FILE",
                         help="many questions instead: JSON lines of {\"question\", \"context\"} (and an optional "
                              "\"id\"); prints one answer object per line, in order, with the line's id")
+    add_answer_settings(parser)
+    parser.add_argument("--verbose", action="store_true",
+                        help="report on stderr how long loading the model took, and answering: per batch of "
+                             f"questions (up to {ANSWER_CHUNK}), per question and in all (default: off)")
+    return parser
+
+
+def add_answer_settings(parser: argparse.ArgumentParser) -> None:
+    """The window, answer length and no-answer flags of `answer` and `serve`."""
     defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
     for name, what in (("max_seq_length", "tokens per window (question + context + special tokens)"),
                        ("doc_stride", "tokens of overlap between the windows of a long context"),
@@ -470,10 +483,8 @@ def answer_parser() -> argparse.ArgumentParser:
     parser.add_argument("--null_score_diff_threshold", type=float, metavar="T",
                         help="answer \"\" when null score - best span score exceeds this (default: the threshold "
                              "saved with the model by its SQuAD v2.0 evaluation; without one, never \"\")")
-    parser.add_argument("--verbose", action="store_true",
-                        help="report on stderr how long loading the model took, and answering: per batch of "
-                             f"questions (up to {ANSWER_CHUNK}), per question and in all (default: off)")
-    return parser
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default=defaults["dtype"],
+                        help="compute dtype, as run_qa.py's --dtype (default: %(default)s)")
 
 
 def _read_text(flag: str, path: Path) -> str:
@@ -551,7 +562,7 @@ def answer_main(argv: list[str]) -> int:
         settings = {name: getattr(args, name) for name in WINDOW_SETTINGS if getattr(args, name) is not None}
         started = time.perf_counter()
         qa = QuestionAnswerer.from_pretrained(args.model, null_score_diff_threshold=args.null_score_diff_threshold,
-                                              **settings)
+                                              dtype=args.dtype, **settings)
         loaded = time.perf_counter()
         if args.verbose:
             print(f"jaxqa: model loaded in {loaded - started:.2f} s", file=sys.stderr, flush=True)
@@ -574,6 +585,66 @@ def answer_main(argv: list[str]) -> int:
         print(f"jaxqa: error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    """`python -m jaxqa serve`'s flags (parsed without the serve extra: --help works in the core install)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m jaxqa serve",
+        description="Answer questions over HTTP with a fine-tuned model: POST /v1/answer {\"question\", \"context\"} "
+                    "(or \"contexts\": [...], or a list of such objects), GET /health, GET /metrics. Requests that "
+                    "arrive together run as one batch on programs compiled at start-up. Needs the serve extra: "
+                    "pip install 'jaxqa[serve]'.")
+    parser.add_argument("--model", required=True, metavar="DIR",
+                        help="a fine-tuned model directory (e.g. OUTPUT_DIR/model) or Hub id")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    parser.add_argument("--max_batch_size", type=int, default=32, metavar="N",
+                        help="most question-passage pairs answered in one batch; also the rows of the largest "
+                             "compiled program (default: 32)")
+    parser.add_argument("--max_wait_ms", type=float, default=5.0, metavar="MS",
+                        help="how long a batch waits for more requests after its first (default: 5)")
+    parser.add_argument("--max_request_bytes", type=int, default=1 << 20, metavar="N",
+                        help="larger request bodies are refused with 413 (default: 1 MiB)")
+    parser.add_argument("--max_passages", type=int, default=64, metavar="N",
+                        help="most question-passage pairs one request may hold (default: 64)")
+    add_answer_settings(parser)
+    return parser
+
+
+def serve_main(argv: list[str]) -> int:
+    """`python -m jaxqa serve --model DIR [--host H --port P ...]`: until SIGTERM or Ctrl-C, then drained, exit 0."""
+    parser = serve_parser()
+    args = parser.parse_args(argv)
+    for flag in ("max_batch_size", "max_request_bytes", "max_passages"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} {getattr(args, flag)}: must be at least 1")
+    if args.max_wait_ms < 0:
+        parser.error(f"--max_wait_ms {args.max_wait_ms}: must be 0 or more")
+    try:
+        from jaxqa.serving import app
+    except ImportError as err:
+        missing = (err.name or "starlette").split(".")[0]
+        print(f"jaxqa: error: serve needs the serve extra ({missing} is not installed): pip install 'jaxqa[serve]'",
+              file=sys.stderr)
+        return 2
+    from jaxqa.models.weights import WINDOW_SETTINGS
+    from jaxqa.scoring.answer import QuestionAnswerer
+
+    logging.basicConfig(level=logging.WARNING, format="jaxqa: %(message)s")
+    logging.getLogger("jaxqa").setLevel(logging.INFO)
+    try:
+        settings = {name: getattr(args, name) for name in WINDOW_SETTINGS if getattr(args, name) is not None}
+        qa = QuestionAnswerer.from_pretrained(args.model, null_score_diff_threshold=args.null_score_diff_threshold,
+                                              batch_size=args.max_batch_size, least_padding=True, dtype=args.dtype,
+                                              **settings)
+        return app.serve(qa, model=args.model, host=args.host, port=args.port, max_batch_size=args.max_batch_size,
+                         max_wait_ms=args.max_wait_ms, max_request_bytes=args.max_request_bytes,
+                         max_passages=args.max_passages)
+    except JaxqaError as err:
+        print(f"jaxqa: error: {err}", file=sys.stderr)
+        return 2
 
 
 def _terminate(signum, _frame):
@@ -608,6 +679,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     command = argv[0] if argv[:1] and argv[0] in COMMANDS else None
     if command == "answer":
         return answer_main(argv[1:])
+    if command == "serve":
+        return serve_main(argv[1:])
     if command == "evaluate":
         from jaxqa.scoring.evaluate import main as evaluate_main
 

@@ -379,6 +379,22 @@ def test_a_checkpoint_without_the_newer_identity_fields_resumes_with_their_defau
     policy.checkpointer.close()
 
 
+def test_a_run_resumed_in_another_dtype_is_told_the_one_it_computed_in(tmp_path, tiny_bert_dir):
+    """--dtype auto resolves by device: resumed where it resolves otherwise (another machine, a newer default),
+    a float32 run is refused, the message naming the flag that resumes it."""
+    from jaxqa.errors import ConfigError
+
+    policy, state = _policy(tiny_bert_dir, tmp_path)
+    _save(policy, state, 3)
+    policy.checkpointer.close()
+    policy, _ = _policy(tiny_bert_dir, tmp_path, resume_from_checkpoint="auto", dtype="bfloat16")
+    with pytest.raises(ConfigError, match=re.escape(
+            "settings differ from that run (--dtype 'float32' -> 'bfloat16'); rerun with the same settings "
+            "(--dtype float32: that run's compute dtype), or pass --overwrite_output_dir to start afresh")):
+        policy.open(state, 10)
+    policy.checkpointer.close()
+
+
 def test_sigterm_during_an_evaluation_in_the_loop_saves_at_once_and_the_resumed_run_redoes_it(
         tmp_path, tiny_bert_dir, data_dir):
     """SIGTERM while the step-2 evaluation (30 batches) is under way: it is given up within two batches (a

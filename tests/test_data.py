@@ -334,11 +334,110 @@ def test_several_training_files_are_checked_each_and_joined(tmp_path, data_dir, 
     for field in dataclasses.fields(whole):
         np.testing.assert_array_equal(getattr(train.features, field.name), getattr(whole, field.name), field.name)
     report = json.loads((tmp_path / "out/data_report.json").read_text())  # written for several files
+    repeats = {v2: {"count": 3950, "ids": report[v1]["already_in"][v2]["ids"]}}  # of the files, before the first 20
     assert report == {v2: {"examples": 20, "skipped": 0, "problems": {}, "unanswerable": int(first[0].is_impossible.sum())},
-                      v1: {"examples": 20, "skipped": 0, "problems": {}}}
+                      v1: {"examples": 20, "skipped": 0, "problems": {}, "already_in": repeats}}
     bad = str(BAD_DIR / "answer_not_in_context.json")
     with pytest.raises(DataError, match=f"^{re.escape(bad)}: "):
         _load_splits(dataclasses.replace(config, train_file=f"{v1},{bad}"), minilm_tokenizer)
+
+
+def test_a_question_in_both_shared_training_files_trains_once(tmp_path, data_dir, minilm_tokenizer, caplog):
+    """SQuAD v2.0's answerable questions are v1.1 questions (same ids, question, context, answers): the shared
+    v2.0 and v1.1 train files hold 3,950 of them. Each trains once, from the first file that holds it; the log
+    and data_report.json count them under the later file."""
+    from jaxqa.config import RunConfig
+    from jaxqa.training.run_setup import _load_splits
+
+    v2, v1 = str(data_dir / "squad_v2.0/train.json"), str(data_dir / "squad_v1.1/train.json")
+    config = RunConfig(train_file=f"{v2},{v1}", do_train=True, feature_cache_dir="none", output_dir=str(tmp_path / "out"),
+                       max_seq_length=128, doc_stride=32)
+    with caplog.at_level("INFO", logger="jaxqa"):
+        train = _load_splits(config, minilm_tokenizer)["train"]
+    v2_ids, v1_ids = load_examples(v2).ids, load_examples(v1).ids
+    only_v1 = [i for i in v1_ids if i not in set(v2_ids)]
+    assert (len(v2_ids), len(v1_ids), len(only_v1)) == (7982, 7753, 3803)
+    assert train.examples.ids == v2_ids + only_v1 and len(set(train.examples.ids)) == 11785
+    assert set(train.features.example_index.tolist()) == set(range(11785))  # every question has its windows
+    report = json.loads((tmp_path / "out/data_report.json").read_text())[v1]
+    assert report["examples"] == 3803 and report["already_in"] == {v2: {"count": 3950, "ids": [
+        "5733a5f54776f41900660f45", "5733a5f54776f41900660f48", "5733a5f54776f41900660f44",
+        "5733a5f54776f41900660f46", "5733a5f54776f41900660f47"]}}
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"3,950 questions appear in both {v2} and {v1}: trained once" in messages
+    assert "training on 2 files: 11785 examples (4032 unanswerable) -> 25302 features" in messages
+
+
+def _paragraphs(path, *contexts_of):
+    """The paragraphs of a real SQuAD file that hold the given question ids (one id per paragraph)."""
+    paragraphs = [p for article in json.loads(path.read_text())["data"] for p in article["paragraphs"]]
+    return [next(p for p in paragraphs if any(q["id"] == qid for q in p["qas"])) for qid in contexts_of]
+
+
+def test_repeats_leave_a_later_file_before_max_train_samples_and_the_overlap_check(tmp_path, data_dir,
+                                                                                    minilm_tokenizer):
+    """Real records: a v2.0 passage (5 v1.1 questions, 5 unanswerable) in one file; the same passage's v1.1
+    questions, then another passage's 14, in the next. The repeats leave the later file first, so
+    --max_train_samples 12 takes 12 new questions there, and the eval-overlap check (the dev file is the shared
+    passage) counts the shared questions once, under the file that trains them."""
+    from jaxqa.config import RunConfig
+    from jaxqa.training.run_setup import _load_splits
+
+    shared = "5733a5f54776f41900660f45"
+    (v2_para,) = _paragraphs(data_dir / "squad_v2.0/train.json", shared)
+    v1_shared, v1_other = _paragraphs(data_dir / "squad_v1.1/train.json", shared, "56becb823aeaaa14008c948b")
+    a = str(write_json(tmp_path / "a.json", {"data": [{"title": "t", "paragraphs": [v2_para]}]}))
+    b = str(write_json(tmp_path / "b.json", {"data": [{"title": "t", "paragraphs": [v1_shared, v1_other]}]}))
+    dev = str(write_json(tmp_path / "dev.json", {"data": [{"title": "t", "paragraphs": [v1_shared]}]}))
+    config = RunConfig(train_file=f"{a},{b}", do_train=True, max_train_samples=12, validation_file=dev, do_eval=True,
+                       feature_cache_dir="none", output_dir=str(tmp_path / "out"), max_seq_length=128, doc_stride=32)
+    train = _load_splits(config, minilm_tokenizer)["train"]
+    a_ids, repeated = [q["id"] for q in v2_para["qas"]], [q["id"] for q in v1_shared["qas"]]
+    assert len(a_ids) == 10 and len(v1_other["qas"]) == 14 and set(repeated) < set(a_ids)
+    assert train.examples.ids == a_ids + [q["id"] for q in v1_other["qas"][:12]]
+    report = json.loads((tmp_path / "out/data_report.json").read_text())
+    assert report[a]["eval_overlap"] == {"shared_with": {dev: {"examples": 10, "passages": 1, "ids": a_ids[:5]}},
+                                         "left_out": 0}
+    assert report[b] == {"examples": 12, "skipped": 0, "problems": {},
+                         "already_in": {a: {"count": 5, "ids": repeated}}}
+
+
+def test_one_id_for_two_different_questions_in_two_training_files_is_refused(tmp_path, data_dir, minilm_tokenizer):
+    """The same id with other content in a later training file stops the load, naming both files, the id, what
+    differs and the fix; so does a file that adds nothing (all its questions in an earlier one, e.g. a file given
+    twice). A repeat within one file stays a duplicate_id bad record (test_bad_input_errors)."""
+    import copy
+
+    from jaxqa.config import RunConfig
+    from jaxqa.training.run_setup import _load_splits
+
+    (para,) = _paragraphs(data_dir / "squad_v1.1/train.json", "5733a5f54776f41900660f45")
+    a = str(write_json(tmp_path / "a.json", {"data": [{"title": "t", "paragraphs": [para]}]}))
+    asked, unanswerable = copy.deepcopy(para), copy.deepcopy(para)
+    asked["qas"][2]["question"] = "Who was the most famous person born in Warsaw?"
+    unanswerable["qas"][0].update(answers=[], is_impossible=True)
+    b, c = (str(write_json(tmp_path / f"{n}.json", {"data": [{"title": "t", "paragraphs": [p]}]}))
+            for n, p in (("b", asked), ("c", unanswerable)))
+    qid, question = para["qas"][2]["id"], para["qas"][2]["question"]
+
+    def load(*files):
+        config = RunConfig(train_file=",".join(files), do_train=True, feature_cache_dir="none",
+                           output_dir=str(tmp_path / "out"), max_seq_length=128, doc_stride=32)
+        _load_splits(config, minilm_tokenizer)
+
+    with pytest.raises(DataError) as err:
+        load(a, b)
+    assert str(err.value) == (
+        f"{b}: question id {qid!r} is also in {a}, with a different question ({question!r} in {a}, "
+        "'Who was the most famous person born in Warsaw?' here); one id must name one question (a question in several "
+        "training files trains once): correct the record that is wrong, or give one of them a new id")
+    with pytest.raises(DataError, match=re.escape(
+            f"{c}: question id {para['qas'][0]['id']!r} is also in {a}, with a different answer list ([('Nobel Prize', "
+            f"188), ('Nobel Prize', 188), ('Nobel Prize', 188)] in {a}, 'none (unanswerable)' here); one id must")):
+        load(a, c)
+    with pytest.raises(DataError, match=re.escape(f"{a}: every one of its 5 questions is also in {a}, so it adds "
+                                                  "nothing to train on; leave it out of --train_file")):
+        load(a, a)
 
 
 def test_training_passages_that_the_run_scores_are_found_and_dropped_on_request(tmp_path, data_dir, minilm_tokenizer,

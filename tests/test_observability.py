@@ -219,6 +219,24 @@ def test_each_device_kind_gets_its_own_chip_peak(kind, bf16, f32):
     assert throughput.device_peak(unknown, "bfloat16") == (None, "unknown device kind 'NVIDIA GeForce RTX 4090'")
 
 
+def test_cpu_peak_is_measured_on_the_runs_dot_best_of_short_trials(monkeypatch):
+    """A bf16 run's MFU is against the bf16 x bf16 -> float32 dot it computes, a float32 run's against
+    float32's; the peak is the fastest of the trials (a slow one, another process busy, does not count)."""
+    for dtype, operand in (("bfloat16", "bf16"), ("float32", "f32")):
+        matmul, a = throughput.peak_matmul(dtype, size=8)
+        assert f"(tensor<8x8x{operand}>, tensor<8x8x{operand}>) -> tensor<8x8xf32>" in matmul.lower(a).as_text()
+    ticks = iter([0.0, 3.0, 10.0, 11.0, 20.0, 22.0, 30.0, 35.0])  # trials of 3, 1, 2 and 5 seconds
+    assert throughput.measure_matmul_peak(size=8, dtype="bfloat16", trials=4, pause=0.0,
+                                          timer=lambda: next(ticks)) == 2.0 * 8**3 / 1.0
+    asked = []
+    monkeypatch.setattr(throughput, "measure_matmul_peak", lambda **kw: asked.append(kw) or 1e11)
+    cpu = types.SimpleNamespace(device_kind="cpu", platform="cpu")
+    assert throughput.device_peak(cpu, "bfloat16") == (
+        1e11, "measured 2048^3 bfloat16 x bfloat16 -> float32 matmul, best of 5")
+    assert throughput.device_peak(cpu, "float32") == (1e11, "measured 2048^3 float32 matmul, best of 5")
+    assert asked == [{"dtype": "bfloat16"}, {"dtype": "float32"}]
+
+
 def test_dry_run_reports_memory_and_a_run_too_big_stops_before_training(tiny_bert_dir, data_dir, tmp_path,
                                                                         monkeypatch):
     proc = subprocess.run([sys.executable, str(ROOT / "run_qa.py"), "--model_name_or_path", str(tiny_bert_dir),

@@ -372,6 +372,58 @@ def test_the_qa_head_and_the_loss_compute_in_float32_under_bf16():
     assert softmax_inputs and set(softmax_inputs) == {jnp.dtype(jnp.float32)}, softmax_inputs
 
 
+def compiled_dots(text: str) -> list[dict]:
+    """Every dot of an optimized XLA HLO module: its output shape and its operands' types and shapes
+    as the dot itself receives them (inside the fusion that holds it), and the lhs contracting dims."""
+    dots = []
+    for computation in re.split(r"\n(?=\S)", text):
+        defined = dict(re.findall(r"^\s*(?:ROOT )?(%[\w.\-]+) = (\w+\[[^\]]*\])", computation, re.M))
+        for out, lhs, rhs, contracting in re.findall(r"^\s*(?:ROOT )?%[\w.\-]+ = \w+\[([^\]]*)\]\S* "
+                                                     r"dot\((%[\w.\-]+), (%[\w.\-]+)\).*?lhs_contracting_dims=\{(\d+)",
+                                                     computation, re.M):
+            dots.append({"out": _dims(out), "lhs": defined[lhs].split("[")[0], "rhs": defined[rhs].split("[")[0],
+                         "shapes": (_dims(defined[lhs]), _dims(defined[rhs])), "contracting": int(contracting)})
+    return dots
+
+
+def _dims(shape: str) -> tuple[int, ...]:
+    return tuple(int(d) for d in shape.split("[")[-1].rstrip("]").split(",") if d)
+
+
+def test_the_compiled_cpu_bf16_step_runs_each_dot_in_its_planned_precision():
+    """The compiled CPU train step in bf16 (what XLA runs, after its own rewrites): every dense
+    forward and input-gradient dot and the attention dots that contract over keys or head_dim take
+    bf16 operands (bf16 kernels, float32 accumulation), and no convert to float32 feeds them; weight
+    gradients and the attention gradients contracting over query rows (d_v, d_k) take float32, as
+    `jaxqa.models.dense`'s CPU DotPlan chose by measurement; the QA head is float32 throughout. A bf16
+    dot asked for bf16 output (nnx.Linear's) compiles to convert + float32 dot on CPU, which fails this."""
+    from jaxqa.training.train_state import train_step
+
+    mesh = sharding.make_mesh(jax.devices()[:1], "")
+    model_config = EncoderConfig.from_dict(COMPILE_MODEL)
+    state, _ = abstract_state(model_config, "bfloat16", mesh, "cpu")
+    rows, seq, layers = 8, 64, model_config.num_hidden_layers
+    with jax.set_mesh(mesh):
+        text = sharding.jit(train_step, mesh).jitted.lower(state, abstract_batch(mesh, rows, seq)).compile().as_text()
+    kinds: dict[str, list[str]] = {}
+    for d in compiled_dots(text):
+        operands = f"{d['lhs']} x {d['rhs']}"
+        if 2 in d["out"] + d["shapes"][0] + d["shapes"][1]:
+            kind = "qa head"
+        elif len(d["out"]) == 3:
+            kind = "attention over query rows" if d["contracting"] == 1 else "attention, other"
+        elif d["out"][0] == rows * seq:
+            kind = "dense forward or input gradient"
+        else:
+            kind = "dense weight gradient"
+        kinds.setdefault(kind, []).append(operands)
+    assert kinds == {"dense forward or input gradient": ["bf16 x bf16"] * 8 * layers,
+                     "dense weight gradient": ["f32 x f32"] * 4 * layers,
+                     "attention, other": ["bf16 x bf16"] * 5 * layers,
+                     "attention over query rows": ["f32 x f32"] * 2 * layers,
+                     "qa head": ["f32 x f32"] * 3}, kinds
+
+
 # --- benchmarks/device_check.py, tiny ----------------------------------------------------------------
 
 def test_device_check_runs_in_its_tiny_mode(tmp_path):

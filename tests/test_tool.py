@@ -466,9 +466,9 @@ def test_help_names_the_program_lists_the_commands_and_groups_the_flags():
              for prog, start in [("python -m jaxqa", ["-m", "jaxqa"]), ("run_qa.py", [str(ROOT / "run_qa.py")])]}
     for prog, text in helps.items():
         assert text.startswith(f"usage: {prog} [train] [CONFIG.yaml|CONFIG.json] [--flag value ...]\n"
-                               f"       {prog} {{answer,evaluate,report,compare}} ..."), text[:300]
+                               f"       {prog} {{answer,evaluate,report,compare,serve}} ..."), text[:300]
         listed = re.findall(r"^  (\w+) +\w", text.split("\ncommands:\n")[1].split("\n\n")[0], re.M)
-        assert listed == ["train", "answer", "evaluate", "report", "compare"]
+        assert listed == ["train", "answer", "evaluate", "report", "compare", "serve"]
     sections = dict(re.findall(r"^(\S[^\n]*):\n(.*?)(?=^\S|\Z)", helps["python -m jaxqa"], re.M | re.S))
     assert list(sections)[1:] == ["options", "data", "model", "training", "evaluation", "checkpoints", "speed",
                                   "output", "multi-host"]
@@ -521,13 +521,17 @@ def test_hugging_face_trainer_flags_mean_the_same_or_name_the_flag_to_use(tmp_pa
                                dtype="bfloat16", max_steps=700, eval_strategy="epoch", save_strategy="no",
                                report_to="none")
     assert parse_config([*run, "--bf16", "false", "--eval_strategy", "steps"])[0] == RunConfig(
-        do_train=True, train_file="a.json", do_eval=True, validation_file="b.json", eval_strategy="steps")
+        do_train=True, train_file="a.json", do_eval=True, validation_file="b.json", eval_strategy="steps",
+        dtype="float32")  # as in Hugging Face: no bf16, whatever --dtype's default
     refused = {
         ("--fp16",): "--fp16: float16 training needs loss scaling, which jaxqa does not do; use --bf16 (= --dtype "
                      "bfloat16: the same speed on GPUs and TPUs that have it, no loss scaling needed)",
         ("--logging_dir", "runs"): "--logging_dir runs: jaxqa writes TensorBoard event files to OUTPUT_DIR/tensorboard "
                                    "(tensorboard --logdir OUTPUT_DIR); drop --logging_dir and choose --output_dir",
-        ("--bf16", "--dtype", "float32"): "--bf16 means --dtype bfloat16, but --dtype float32 is given too; pass one",
+        ("--bf16", "--dtype", "float32"): "--bf16 true means --dtype bfloat16, but --dtype float32 is given too; "
+                                          "pass one",
+        ("--bf16", "false", "--dtype", "auto"): "--bf16 false means --dtype float32, but --dtype auto is given too; "
+                                                "pass one",
     }
     for flags, error in refused.items():
         with pytest.raises(ConfigError) as err:

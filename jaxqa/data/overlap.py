@@ -2,7 +2,7 @@
 left out of training on request (`--on_eval_overlap`).
 
 SQuAD-format files are usually split by article, but files from different sources need not be: the
-shared SQuAD v1.1 training split holds every passage of the shared v2.0 dev split, with the same
+shared SQuAD v1.1 dev split holds every passage of the shared v2.0 dev split, with the same
 questions. A model trained on one and scored on the other is scored on what it memorised. Matching is
 by exact passage text: any question on a shared passage gives its answers away.
 """

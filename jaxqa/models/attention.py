@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxqa.models.dense import BF16, DotPlan
 from jaxqa.models.dropout import keep_scale
 from jaxqa.sharding import constrain
 
@@ -38,16 +39,17 @@ _QKV_NAMES = (None, "batch", None, "heads", "length", None)  # [.., 3, heads, se
 _HEADS_NAMES = (None, "batch", "heads", "length", None)  # [.., heads, seq, head_dim]
 
 
-def attention(qkv, mask_bias, *, dropout_rate: float = 0.0, seeds=None, blocks: int = 1):
+def attention(qkv, mask_bias, *, dropout_rate: float = 0.0, seeds=None, blocks: int = 1, dots: DotPlan | None = None):
     """Softmax(q k^T / sqrt(d) + mask_bias) v, with dropout on the probabilities, [batch, heads, seq,
     head_dim]. `qkv` [batch, 3, heads, seq, head_dim] holds q, k, v (one tensor: a block reads its row
     in one piece, and the backward pass writes the three gradients into one); `mask_bias` [batch, 1,
     1, seq] is 0 for real keys and very negative for padding; `seeds` (uint32 [2]) pick the dropout
-    mask; `blocks` must divide the batch."""
+    mask; `blocks` must divide the batch; `dots` the precision of each dot (None: as the operands come,
+    float32 accumulation)."""
     if qkv.shape[0] % blocks:
         raise ValueError(f"attention blocks {blocks} must divide the batch {qkv.shape[0]}")
     seeds = jnp.zeros(2, jnp.uint32) if seeds is None else seeds
-    return _attention(qkv, mask_bias, seeds, float(dropout_rate), blocks)
+    return _attention(qkv, mask_bias, seeds, float(dropout_rate), blocks, dots)
 
 
 def _split(x, blocks: int, names=None):
@@ -73,30 +75,38 @@ def _scale(head_dim: int) -> float:
     return 1.0 / float(head_dim) ** 0.5
 
 
-def _scores(q, k, mask_bias):
-    return jnp.einsum("bhqd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32) * _scale(q.shape[-1]) + mask_bias
+def _einsum(spec: str, a, b, dots: DotPlan | None, kind: str):
+    """A float32-accumulated einsum, its operands in `dots`' precision for `kind` (None: as they come)."""
+    if dots is not None:
+        operand = jnp.bfloat16 if getattr(dots, kind) == BF16 else jnp.float32
+        a, b = a.astype(operand), b.astype(operand)
+    return jnp.einsum(spec, a, b, preferred_element_type=jnp.float32)
+
+
+def _scores(q, k, mask_bias, dots):
+    return _einsum("bhqd,bhkd->bhqk", q, k, dots, "scores") * _scale(q.shape[-1]) + mask_bias
 
 
 def _keep(seeds, rows, q, rate: float):
     return keep_scale(seeds, rows, (q.shape[1], q.shape[2], q.shape[2]), rate)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _attention(qkv, mask_bias, seeds, rate, blocks):
-    return _forward(qkv, mask_bias, seeds, rate, blocks)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5))
+def _attention(qkv, mask_bias, seeds, rate, blocks, dots):
+    return _forward(qkv, mask_bias, seeds, rate, blocks, dots)[0]
 
 
-def _forward(qkv, mask_bias, seeds, rate, blocks):
+def _forward(qkv, mask_bias, seeds, rate, blocks, dots):
     rows = jax.lax.iota(jnp.uint32, qkv.shape[0])
 
     def block(qkv, mask_bias, rows):
         q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]
-        scores = _scores(q, k, mask_bias)
+        scores = _scores(q, k, mask_bias, dots)
         row_max = jnp.max(scores, axis=-1, keepdims=True)
         exp = jnp.exp(scores - row_max)
         total = jnp.sum(exp, axis=-1, keepdims=True)
         kept = exp * _keep(seeds, rows, q, rate) if rate else exp
-        out = jnp.einsum("bhqk,bhkd->bhqd", kept.astype(v.dtype), v, preferred_element_type=jnp.float32) / total
+        out = _einsum("bhqk,bhkd->bhqd", kept.astype(v.dtype), v, dots, "context") / total
         return out.astype(q.dtype), (row_max + jnp.log(total))[..., 0]
 
     out, log_sum_exp = _over_blocks(block, blocks, {"qkv": (qkv, _QKV_NAMES), "mask_bias": (mask_bias, None),
@@ -104,7 +114,7 @@ def _forward(qkv, mask_bias, seeds, rate, blocks):
     return out, (qkv, mask_bias, seeds, out, log_sum_exp)
 
 
-def _backward(rate, blocks, residuals, d_out):
+def _backward(rate, blocks, dots, residuals, d_out):
     qkv, mask_bias, seeds, out, log_sum_exp = residuals
     rows = jax.lax.iota(jnp.uint32, qkv.shape[0])
     # sum_k p_k dp_k per query row: equal to rowsum(d_out * out) with or without dropout.
@@ -113,15 +123,15 @@ def _backward(rate, blocks, residuals, d_out):
 
     def block(qkv, mask_bias, rows, log_sum_exp, d_out, delta):
         q, k, v = qkv[:, 0], qkv[:, 1], qkv[:, 2]
-        probs = jnp.exp(_scores(q, k, mask_bias) - log_sum_exp[..., None])
+        probs = jnp.exp(_scores(q, k, mask_bias, dots) - log_sum_exp[..., None])
         keep = _keep(seeds, rows, q, rate) if rate else None
         kept = probs * keep if rate else probs
-        d_v = jnp.einsum("bhqk,bhqd->bhkd", kept.astype(d_out.dtype), d_out, preferred_element_type=jnp.float32)
-        d_probs = jnp.einsum("bhqd,bhkd->bhqk", d_out, v, preferred_element_type=jnp.float32)
+        d_v = _einsum("bhqk,bhqd->bhkd", kept.astype(d_out.dtype), d_out, dots, "key_value_grad")
+        d_probs = _einsum("bhqd,bhkd->bhqk", d_out, v, dots, "scores")
         d_probs = d_probs * keep if rate else d_probs
         d_scores = (probs * (d_probs - delta[..., None]) * scale).astype(q.dtype)
-        d_q = jnp.einsum("bhqk,bhkd->bhqd", d_scores, k, preferred_element_type=jnp.float32)
-        d_k = jnp.einsum("bhqk,bhqd->bhkd", d_scores, q, preferred_element_type=jnp.float32)
+        d_q = _einsum("bhqk,bhkd->bhqd", d_scores, k, dots, "query_grad")
+        d_k = _einsum("bhqk,bhqd->bhkd", d_scores, q, dots, "key_value_grad")
         return (jnp.stack([d_q, d_k, d_v], axis=1).astype(qkv.dtype),)
 
     (d_qkv,) = _over_blocks(block, blocks, {

@@ -33,6 +33,7 @@ from jaxqa.models.attention import (
     local_compute_capability,
     target_platform,
 )
+from jaxqa.models.dense import Dense, DotPlan, plan_dots
 from jaxqa.models.dropout import Dropout, seeds_from
 from jaxqa.models.families import FAMILIES, SUPPORTED, Family
 from jaxqa.sharding import batch_split, constrain
@@ -149,10 +150,11 @@ def _named(init, *names):
     return nnx.with_partitioning(init, names, eager_sharding=False)
 
 
-def _dense(cfg: EncoderConfig, n_in: int, n_out: int, rngs: nnx.Rngs, dtype, names: tuple[str, str]) -> nnx.Linear:
+def _dense(cfg: EncoderConfig, n_in: int, n_out: int, rngs: nnx.Rngs, dtype, names: tuple[str, str],
+           dots: DotPlan | None = None) -> Dense:
     init = nnx.initializers.normal(cfg.initializer_range)
-    return nnx.Linear(n_in, n_out, kernel_init=_named(init, *names),
-                      bias_init=_named(nnx.initializers.zeros_init(), names[1]), dtype=dtype, rngs=rngs)
+    return Dense(n_in, n_out, kernel_init=_named(init, *names), bias_init=_named(nnx.initializers.zeros_init(), names[1]),
+                 dtype=dtype, rngs=rngs, dots=dots)
 
 
 def _layer_norm(cfg: EncoderConfig, rngs: nnx.Rngs, dtype, width: int | None = None) -> nnx.LayerNorm:
@@ -205,12 +207,15 @@ class AttentionPlan:
     """The attention kernel of training and of evaluation calls (`choose_attention`), decided when
     the model is built, for the platform it is built for. `cudnn_as_xla`: where cuDNN was chosen,
     lower the same call with `implementation="xla"` (a cuDNN call cannot lower without cuDNN, e.g.
-    when a CUDA program is exported from a CPU); nothing else changes."""
+    when a CUDA program is exported from a CPU); nothing else changes. `dots`: the precision of
+    every bf16 dot, dense layers' and the blocked kernel's (`jaxqa.models.dense.plan_dots`; None in
+    float32)."""
 
     platform: str
     train: AttentionChoice
     eval: AttentionChoice
     cudnn_as_xla: bool = False
+    dots: DotPlan | None = None
 
     def describe(self) -> str:
         if self.train == self.eval:
@@ -222,14 +227,16 @@ def plan_attention(cfg: EncoderConfig, dtype, *, fused: bool = False, platform: 
                    padding_side: str = "right", kernel: str | None = None, cudnn_as_xla: bool = False,
                    compute_capability: tuple[int, int] | None = None) -> AttentionPlan:
     """The AttentionPlan of a model: training has the attention dropout of `cfg` (none when `fused`),
-    evaluation none. `platform` None: the default backend's; `kernel` forces one (see choose_attention)."""
+    evaluation none; the dots' precisions are `plan_dots`'. `platform` None: the default backend's;
+    `kernel` forces one (see choose_attention)."""
     platform = target_platform(platform)
     head_dim = cfg.hidden_size // cfg.num_attention_heads
     capability = compute_capability or local_compute_capability(platform)
     rate = 0.0 if fused else cfg.attention_probs_dropout_prob
     choose = functools.partial(choose_attention, platform, dtype, head_dim, padding_side=padding_side,
                                compute_capability=capability, requested=kernel)
-    return AttentionPlan(platform, choose(dropout_rate=rate), choose(dropout_rate=0.0), cudnn_as_xla)
+    return AttentionPlan(platform, choose(dropout_rate=rate), choose(dropout_rate=0.0), cudnn_as_xla,
+                         plan_dots(platform, dtype))
 
 
 _logged: set[str] = set()
@@ -255,8 +262,9 @@ class SelfAttention(nnx.Module):
                  plan: AttentionPlan | None = None):
         self.num_heads, self.fused = cfg.num_attention_heads, fused
         self.plan = plan or plan_attention(cfg, dtype, fused=fused)
-        self.qkv = _dense(cfg, cfg.hidden_size, 3 * cfg.hidden_size, rngs, dtype, ("embed", "qkv"))
-        self.out = _dense(cfg, cfg.hidden_size, cfg.hidden_size, rngs, dtype, ("heads", "embed"))
+        dots = self.plan.dots
+        self.qkv = _dense(cfg, cfg.hidden_size, 3 * cfg.hidden_size, rngs, dtype, ("embed", "qkv"), dots)
+        self.out = _dense(cfg, cfg.hidden_size, cfg.hidden_size, rngs, dtype, ("heads", "embed"), dots)
         self.norm = _layer_norm(cfg, rngs, dtype)
         self.attention_dropout = cfg.attention_probs_dropout_prob
         self.dropout = Dropout(cfg.hidden_dropout_prob if cfg.family.attention_output_dropout else 0.0)
@@ -278,16 +286,16 @@ class SelfAttention(nnx.Module):
             rate = 0.0 if deterministic or self.fused else self.attention_dropout
             blocks = batch // batch_split(batch) if self.plan.platform == "cpu" else 1
             context = attention(qkv, mask_bias, dropout_rate=rate, seeds=seeds_from(rngs) if rate else None,
-                                blocks=blocks).transpose(0, 2, 1, 3)
+                                blocks=blocks, dots=self.plan.dots).transpose(0, 2, 1, 3)
         projected = self.dropout(self.out(context.reshape(batch, seq, hidden)), deterministic=deterministic, rngs=rngs)
         return self.norm(x + projected)
 
 
 class FeedForward(nnx.Module):
-    def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32):
+    def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, dots: DotPlan | None = None):
         self.activation = _ACTIVATIONS[cfg.hidden_act]
-        self.intermediate = _dense(cfg, cfg.hidden_size, cfg.intermediate_size, rngs, dtype, ("embed", "mlp"))
-        self.output = _dense(cfg, cfg.intermediate_size, cfg.hidden_size, rngs, dtype, ("mlp", "embed"))
+        self.intermediate = _dense(cfg, cfg.hidden_size, cfg.intermediate_size, rngs, dtype, ("embed", "mlp"), dots)
+        self.output = _dense(cfg, cfg.intermediate_size, cfg.hidden_size, rngs, dtype, ("mlp", "embed"), dots)
         self.norm = _layer_norm(cfg, rngs, dtype)
         self.dropout = Dropout(cfg.hidden_dropout_prob if cfg.family.ffn_output_dropout else 0.0)
 
@@ -300,7 +308,7 @@ class Layer(nnx.Module):
     def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, fused_attention: bool = False,
                  plan: AttentionPlan | None = None):
         self.attention = SelfAttention(cfg, rngs=rngs, dtype=dtype, fused=fused_attention, plan=plan)
-        self.ffn = FeedForward(cfg, rngs=rngs, dtype=dtype)
+        self.ffn = FeedForward(cfg, rngs=rngs, dtype=dtype, dots=self.attention.plan.dots)
 
     def __call__(self, x, mask: tuple, *, deterministic: bool, rngs):
         x = constrain(self.attention(x, mask, deterministic=deterministic, rngs=rngs), HIDDEN)
@@ -316,9 +324,10 @@ class Encoder(nnx.Module):
     def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, fused_attention: bool = False,
                  remat: bool = False, plan: AttentionPlan | None = None):
         self.embeddings = Embeddings(cfg, rngs=rngs, dtype=dtype)
-        if cfg.projects:
-            self.project = _dense(cfg, cfg.embedding_width, cfg.hidden_size, rngs, dtype, ("embed", "embed"))
         self.plan = plan or plan_attention(cfg, dtype, fused=fused_attention)
+        if cfg.projects:
+            self.project = _dense(cfg, cfg.embedding_width, cfg.hidden_size, rngs, dtype, ("embed", "embed"),
+                                  self.plan.dots)
         self.layers = nnx.List([Layer(cfg, rngs=rngs, dtype=dtype, fused_attention=fused_attention, plan=self.plan)
                                 for _ in range(cfg.num_distinct_layers)])
         self.schedule, self.remat = cfg.layer_schedule(), remat

@@ -12,15 +12,23 @@ from flax import nnx
 
 from jaxqa import sharding
 from jaxqa.errors import ModelError
-from jaxqa.models import weights
+from jaxqa.models import precision, weights
 from jaxqa.models.encoder import EncoderConfig, EncoderForQuestionAnswering
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
+def compute_dtype(dtype: str):
+    """The jnp dtype of a --dtype value; "auto" resolved for this process's first device (a run resolves it
+    once at set-up and logs why; this serves code that builds a model itself, e.g. a notebook)."""
+    if dtype == "auto":
+        dtype = precision.resolve_dtype(dtype, jax.devices()[0])[0]
+    return COMPUTE_DTYPES[dtype]
+
+
 def build_model(model_config: EncoderConfig, *, seed: int = 0, dtype: str = "float32", fused_attention: bool = False,
                 remat: bool = False) -> EncoderForQuestionAnswering:
-    return EncoderForQuestionAnswering(model_config, rngs=nnx.Rngs(params=seed), dtype=COMPUTE_DTYPES[dtype],
+    return EncoderForQuestionAnswering(model_config, rngs=nnx.Rngs(params=seed), dtype=compute_dtype(dtype),
                                     fused_attention=fused_attention, remat=remat)
 
 

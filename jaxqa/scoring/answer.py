@@ -11,6 +11,7 @@ spans and "no answer", as Hugging Face's pipeline reports) out.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from pathlib import Path
@@ -19,14 +20,16 @@ import jax
 import numpy as np
 
 from jaxqa import sharding
+from jaxqa.data import batching
 from jaxqa.data.examples import Examples
-from jaxqa.data.features import load_tokenizer, tokenize
+from jaxqa.data.features import Features, load_tokenizer, tokenize
 from jaxqa.errors import ModelError
-from jaxqa.models import loading, weights
+from jaxqa.models import loading, precision, weights
 from jaxqa.scoring.evaluation import null_threshold
 from jaxqa.scoring.inference import Predictor
 
 log = logging.getLogger("jaxqa")
+SAVED = object()  # `answers`' default threshold: the answerer's own (the model's saved one, if any)
 
 
 def check_texts(questions: list[str], contexts: list[str]) -> None:
@@ -46,9 +49,11 @@ class QuestionAnswerer:
 
     def __init__(self, graphdef, params, tokenizer, *, max_seq_length: int = 384, doc_stride: int = 128,
                  max_query_length: int = 64, max_answer_length: int = 30, batch_size: int = 32,
-                 null_score_diff_threshold: float | None = None, n_best_size: int = 20, mesh=None):
+                 null_score_diff_threshold: float | None = None, n_best_size: int = 20, mesh=None,
+                 least_padding: bool = False):
         """`mesh`: where `params` live (a training run's mesh: `Trainer.answerer`); batches go there too.
-        By default one device, the first."""
+        By default one device, the first. `least_padding`: batches planned for the fewest tokens computed
+        (`inference.least_padding`; `jaxqa serve`) rather than one per length bucket."""
         self.tokenizer = tokenizer
         self.settings = dict(max_seq_length=max_seq_length, doc_stride=doc_stride, max_query_length=max_query_length)
         self.null_score_diff_threshold, self.n_best_size = null_score_diff_threshold, n_best_size
@@ -60,16 +65,24 @@ class QuestionAnswerer:
         # Batches sized to the request: one question runs a one-row program (per device of the mesh's batch
         # axes), not `batch_size` rows of filler; each (rows, length) program compiles once, on first use.
         self.predictor = Predictor(forward, mesh, batch_size, max_seq_length, max_answer_length=max_answer_length,
-                                   min_rows=sharding.batch_size_multiplier(mesh))
+                                   min_rows=sharding.batch_size_multiplier(mesh), least_padding=least_padding)
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, *, null_score_diff_threshold: float | None = None,
-                        **settings) -> QuestionAnswerer:
+                        dtype: str = "float32", **settings) -> QuestionAnswerer:
         """The fine-tuned model in `model_dir` (a directory or Hub id); it abstains ("") above
         `null_score_diff_threshold`, by default the threshold saved with the model by its SQuAD v2.0
         evaluation, if any (else it never abstains). Window settings not given in `settings` are those the
         model was trained with, when its run saved them (`weights.SETTINGS_FILE`), else the defaults. A model
-        without a QA head is refused: its answers would come from a random layer."""
+        without a QA head is refused: its answers would come from a random layer. `dtype`: the compute dtype
+        as run_qa.py's --dtype takes it ("auto": bfloat16 where the device computes it natively); the
+        parameters are float32 whichever it is."""
+        if dtype not in loading.COMPUTE_DTYPES and dtype != "auto":
+            raise ValueError(f"dtype {dtype!r}: use one of auto, {', '.join(loading.COMPUTE_DTYPES)}")
+        mesh = settings.get("mesh")
+        if dtype == "auto":
+            dtype, why = precision.resolve_dtype(dtype, mesh.devices.flat[0] if mesh else jax.devices()[0], "dtype")
+            log.info("compute dtype %s (%s)", dtype, why)
         model_dir = weights.resolve_model_dir(str(model_dir))
         if not weights.has_qa_head(model_dir):
             raise ModelError(f"{model_dir}: no QA head (qa_outputs) in this checkpoint, so its answers would come "
@@ -83,24 +96,98 @@ class QuestionAnswerer:
                      if saved.keys() & settings.keys() else "")
         threshold = null_threshold(null_score_diff_threshold, model_dir, default=None)
         log.info("%s", threshold)
-        graphdef, params, _ = loading.load_model(model_dir)
+        graphdef, params, _ = loading.load_model(model_dir, dtype=dtype)
         return cls(graphdef, params, load_tokenizer(model_dir), null_score_diff_threshold=threshold.value,
                    **{**saved, **settings})
 
     def answer_batch(self, questions: list[str], contexts: list[str]) -> list[dict]:
+        return [ranked[0] for ranked in self.answers(questions, contexts)]
+
+    def answers(self, questions: list[str], contexts: list[str], *, top_k: int = 1, max_seq_length: int | None = None,
+                doc_stride: int | None = None, max_query_length: int | None = None,
+                max_answer_length: int | None = None, null_score_diff_threshold=SAVED) -> list[list[dict]]:
+        """The `top_k` best distinct answers of each question, best first (the first is `answer_batch`'s), in
+        windows and with a threshold other than the answerer's where given (None: never abstain). Windows up
+        to the answerer's `max_seq_length` run its programs (padded to its length buckets); longer ones are
+        refused. Used by `jaxqa serve` for a batch of requests with the same settings."""
         check_texts(questions, contexts)
+        windows = {**self.settings, **{k: v for k, v in (("max_seq_length", max_seq_length), ("doc_stride", doc_stride),
+                                                        ("max_query_length", max_query_length)) if v is not None}}
+        if windows["max_seq_length"] > self.predictor.max_seq_length:
+            raise ValueError(f"max_seq_length {windows['max_seq_length']} exceeds this answerer's "
+                             f"{self.predictor.max_seq_length}")
         n = len(questions)
         examples = Examples([str(i) for i in range(n)], list(questions), list(contexts), [[] for _ in range(n)],
                             [[] for _ in range(n)], np.zeros(n, bool))
-        features = tokenize(examples, self.tokenizer, **self.settings)
+        features = widened(tokenize(examples, self.tokenizer, **windows), self.predictor.max_seq_length,
+                           self.tokenizer.pad_token_id or 0)
+        predictor = self.predictor if max_answer_length is None else \
+            dataclasses.replace(self.predictor, max_answer_length=max_answer_length)
+        threshold = self.null_score_diff_threshold if null_score_diff_threshold is SAVED else null_score_diff_threshold
         # The null score is always decoded, so that "no answer" takes its share of the probability; with
-        # no threshold given it never wins (an infinite threshold).
-        threshold = math.inf if self.null_score_diff_threshold is None else self.null_score_diff_threshold
-        found = self.predictor.answers(self.params, list(contexts), features, null_score_diff_threshold=threshold,
-                                       n_best_size=self.n_best_size)
-        return [{"answer": text, "start": int(c0) if text else -1, "end": int(c0) + len(text) if text else -1,
+        # no threshold it never wins (an infinite threshold).
+        found = predictor.answers(self.params, list(contexts), features,
+                                  null_score_diff_threshold=math.inf if threshold is None else threshold,
+                                  n_best_size=max(self.n_best_size, top_k))
+        best = [{"answer": text, "start": int(c0) if text else -1, "end": int(c0) + len(text) if text else -1,
                  "score": float(score), "probability": round(float(p), 6)}
                 for text, c0, score, p in zip(found.texts, found.char_start, found.best_score, found.probability())]
+        if top_k == 1:
+            return [[answer] for answer in best]
+        return [runners_up(first, entries, top_k) for first, entries in zip(best, found.nbest.lists(list(contexts)))]
+
+    def compile_programs(self) -> int:
+        """Compile (or load from JAX's cache) the forward of every (rows, length) bucket, by running each once on
+        filler windows, so that no later call waits on a compile (`jaxqa serve` does this before it is ready).
+        Returns how many programs that is."""
+        p = self.predictor
+        lengths = np.unique(batching.bucket_lengths(np.arange(1, p.max_seq_length + 1), p.max_seq_length,
+                                                    p.bucket_width))
+        rows = sorted({batching.batch_rows(n, p.batch_size, p.min_rows or p.batch_size)
+                       for n in range(1, p.batch_size + 1)})
+        for length in lengths.tolist():
+            for n in rows:
+                p.logits(self.params, filler_windows(n, length, p.max_seq_length))
+        return len(lengths) * len(rows)
 
     def __call__(self, question: str, context: str) -> dict:
         return self.answer_batch([question], [context])[0]
+
+
+def runners_up(first: dict, entries: list[dict], top_k: int) -> list[dict]:
+    """`first` (the chosen answer) and the next best distinct spans of the n-best `entries` (best first), up to
+    `top_k` in all; a span found in several overlapping windows appears once, with its entries' probabilities
+    added up (as `decode.Answers.probability` counts the first)."""
+    out, where = [first], {(first["start"], first["end"])}
+    merged: dict[tuple[int, int], dict] = {}
+    for entry in entries:
+        span = (entry["char_start"], entry["char_end"])
+        if span[0] < 0 or span in where:
+            continue
+        if span in merged:
+            merged[span]["probability"] += entry["probability"]
+        elif len(merged) < top_k - 1:
+            merged[span] = {"answer": entry["text"], "start": span[0], "end": span[1], "score": entry["score"],
+                            "probability": entry["probability"]}
+    return out + [{**answer, "probability": round(answer["probability"], 6)} for answer in merged.values()]
+
+
+def widened(features: Features, length: int, pad_id: int) -> Features:
+    """`features` padded on the right to `length` tokens (offsets -1: not context), so that windows cut shorter
+    run the programs of the answerer's length buckets."""
+    extra = length - features.input_ids.shape[1]
+    if extra <= 0:
+        return features
+    pad = lambda a, value: np.pad(a, [(0, 0), (0, extra)] + [(0, 0)] * (a.ndim - 2), constant_values=value)  # noqa: E731
+    return dataclasses.replace(features, input_ids=pad(features.input_ids, pad_id),
+                               token_type_ids=pad(features.token_type_ids, 0),
+                               attention_mask=pad(features.attention_mask, 0), offsets=pad(features.offsets, -1))
+
+
+def filler_windows(rows: int, length: int, max_seq_length: int) -> Features:
+    """`rows` windows of `length` tokens of nothing (ids 0, every token attended), for compiling a bucket."""
+    ids = np.zeros((rows, max_seq_length), np.int32)
+    mask = (np.arange(max_seq_length) < length).astype(np.int32)[None].repeat(rows, 0)
+    zeros = np.zeros(rows, np.int32)
+    return Features(ids, ids, mask, np.full((rows, max_seq_length, 2), -1, np.int32), np.arange(rows, dtype=np.int32),
+                    zeros, zeros, zeros)

@@ -236,8 +236,11 @@ class CheckpointPolicy:
                    if saved.get(k, defaults[k]) != now[k]]
         if changed:
             fresh = "pass --overwrite_output_dir to start afresh" if own else "choose a checkpoint of these settings"
+            # --dtype auto resolves by device (set-up logs which): another machine, or a new default, may differ
+            dtype = saved.get("dtype", defaults["dtype"])
+            same = f" (--dtype {dtype}: that run's compute dtype)" if dtype != now["dtype"] else ""
             raise ConfigError(f"cannot resume from {where}: settings differ from that run ({'; '.join(changed[:4])}); "
-                              f"rerun with the same settings, or {fresh}")
+                              f"rerun with the same settings{same}, or {fresh}")
         p = self.position
         if meta.get("num_train_features") != p.num_train_features:
             raise ConfigError(f"cannot resume from {where}: that run had {meta.get('num_train_features')} training "

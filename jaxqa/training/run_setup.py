@@ -21,11 +21,11 @@ import numpy as np
 
 from jaxqa import clock, sharding
 from jaxqa.config import RunConfig
-from jaxqa.data import batching, feature_cache, hub, overlap
+from jaxqa.data import batching, feature_cache, hub, overlap, repeats
 from jaxqa.data.examples import REPORT_IDS, Examples, describe, file_report, load_examples
 from jaxqa.data.features import Features, check_window, checked_features, load_tokenizer
 from jaxqa.errors import ConfigError
-from jaxqa.models import weights
+from jaxqa.models import precision, weights
 from jaxqa.scoring.inference import Predictor
 from jaxqa.training import checkpoint, compilation, throughput
 from jaxqa.training.selection import check_metric
@@ -105,13 +105,16 @@ class DataReport:
 
 
 def load_split(config: RunConfig, path: str, limit: int | None, tokenizer, report: DataReport, *,
-               require_answers: bool = True, training: bool = False, held_out: dict[str, Examples] | None = None) -> Split:
+               require_answers: bool = True, training: bool = False, held_out: dict[str, Examples] | None = None,
+               earlier: repeats.EarlierFiles | None = None) -> Split:
     """Load, check and tokenise one file (through the feature cache); what it found goes to `report`
-    and the log, one line per kind. Training examples on passages of the `held_out` files (those the run
-    scores) are handled as --on_eval_overlap says, among the `limit` first (--max_train_samples picks the
-    examples; overlap is counted, and dropped, among those the run would train on)."""
+    and the log, one line per kind. Questions that `earlier` training files hold are left out first (each
+    trains once). Training examples on passages of the `held_out` files (those the run scores) are handled
+    as --on_eval_overlap says, among the `limit` first (--max_train_samples picks the examples; overlap is
+    counted, and dropped, among those the run would train on)."""
     t0, c = time.perf_counter(), config
     examples = load_examples(path, require_answers=require_answers, on_bad_record=c.on_bad_record)
+    examples, repeated = earlier.drop_repeats(path, examples) if earlier else (examples, {})
     if limit is not None:
         examples = examples.select(range(min(limit, len(examples))))
     examples, shared = overlap.apply(examples, held_out or {}, c.on_eval_overlap)
@@ -130,6 +133,9 @@ def load_split(config: RunConfig, path: str, limit: int | None, tokenizer, repor
     found = report.add(path, examples)
     if shared:
         found["eval_overlap"] = shared
+    if repeated:
+        found["already_in"] = repeated
+        log.info("%s", repeats.describe(path, repeated))
     if examples.skipped:
         log.warning("%s: skipped %d bad record(s): %s (listed in %s), e.g. %s", path, len(examples.skipped),
                     describe(found["problems"]), Path(c.output_dir) / "skipped_records.jsonl",
@@ -193,6 +199,7 @@ def set_up_run(config: RunConfig, *, mesh=None) -> RunParts:
     for note in config.inert_flags():
         log.info("%s", note)
     mesh = mesh or sharding.make_mesh(select_devices(config.accelerator), config.mesh)
+    config = resolve_dtype(config, mesh)
     model_dir, pretrained = _model_source(config)
     tokenizer = load_tokenizer(config.tokenizer_name or model_dir, config.cache_dir)
     check_window(config.max_seq_length, config.doc_stride, config.max_query_length, tokenizer,
@@ -223,6 +230,15 @@ def set_up_run(config: RunConfig, *, mesh=None) -> RunParts:
                     total_steps, steps_per_epoch, state, jitted_train_step, predictor, checkpoints, push_repo)
 
 
+def resolve_dtype(config: RunConfig, mesh) -> RunConfig:
+    """`config` with --dtype auto resolved for the run's devices, and one log line saying which and why:
+    everything after set-up (the model, the steps, the checkpoints' identity, the MFU peak, run_config.json)
+    sees float32 or bfloat16, never auto."""
+    dtype, why = precision.resolve_dtype(config.dtype, local_device(mesh))
+    log.info("compute dtype %s (%s)", dtype, why)
+    return dataclasses.replace(config, dtype=dtype)
+
+
 def _model_source(config: RunConfig) -> tuple[Path, bool]:
     """(model directory, pretrained). --config_name without --model_name_or_path: a model of that shape,
     randomly initialised."""
@@ -248,8 +264,9 @@ def _load_splits(config: RunConfig, tokenizer) -> dict[str, Split]:
     if c.do_train:  # several files (v1.1 and v2.0 mixed, say): each loaded and checked alone, then joined
         held_out = {path: splits[name].examples for name, path in (("eval", c.validation_file), ("predict", c.test_file))
                     if name in splits}
+        earlier = repeats.EarlierFiles()  # a question in several files trains once, from the first
         splits["train"] = Split.concatenate([load_split(c, path, c.max_train_samples, tokenizer, report, training=True,
-                                                        held_out=held_out) for path in c.train_files])
+                                                        held_out=held_out, earlier=earlier) for path in c.train_files])
         if len(c.train_files) > 1:
             train = splits["train"]
             log.info("training on %d files: %d examples (%d unanswerable) -> %d features", len(c.train_files),
