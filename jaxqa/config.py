@@ -45,9 +45,10 @@ class RunConfig:
     tokenizer_name: str | None = _f(None, "tokenizer directory or Hub id, if not the model's", group="model")
     cache_dir: str | None = _f(None, "where Hub downloads are cached", group="model")
     dtype: Literal["float32", "bfloat16", "auto"] = _f(
-        "float32", "compute dtype (parameters stay float32); auto: bfloat16 where the device computes it natively "
+        "auto", "compute dtype (parameters stay float32); auto: bfloat16 where the device computes it natively "
         "(a TPU, a CUDA GPU of compute capability 8.0+, an AMD MI200+, a CPU with AVX512-BF16 or AMX), else "
-        "float32; the log says which and why", identity=True, group="speed")
+        "float32; the log says which and why; float32: the same numbers on every device", identity=True,
+        group="speed")
     # Data
     train_file: str | None = _f(None, "SQuAD-format JSON (nested or flat) or JSON lines for training; several files "
                                 "(v1.1 and v2.0 mixed) as a.json b.json or a.json,b.json", identity=True, group="data")

@@ -384,7 +384,7 @@ def test_a_run_resumed_in_another_dtype_is_told_the_one_it_computed_in(tmp_path,
     a float32 run is refused, the message naming the flag that resumes it."""
     from jaxqa.errors import ConfigError
 
-    policy, state = _policy(tiny_bert_dir, tmp_path)
+    policy, state = _policy(tiny_bert_dir, tmp_path, dtype="float32")
     _save(policy, state, 3)
     policy.checkpointer.close()
     policy, _ = _policy(tiny_bert_dir, tmp_path, resume_from_checkpoint="auto", dtype="bfloat16")

@@ -101,8 +101,8 @@ def test_step_loop_runs_under_a_transfer_guard(tiny_bert_dir, data_dir, tmp_path
 def test_partial_last_eval_batch_matches_an_unbatched_reference(tiny_bert_dir, data_dir, tmp_path):
     """40 questions, a window count that 7 does not divide: every window's logits equal a forward of
     that window without padding (batched only with windows of its own length); the decoded answers are
-    identical."""
-    trainer = Trainer(_config(tiny_bert_dir, data_dir, tmp_path, do_train=False, do_eval=True))
+    identical. In float32: bf16 rounds a window differently in a batch of another shape."""
+    trainer = Trainer(_config(tiny_bert_dir, data_dir, tmp_path, do_train=False, do_eval=True, dtype="float32"))
     features, examples = trainer.eval_features, trainer.eval_examples
     assert len(features) % trainer.eval_batch != 0
     start, end = trainer.logits(features)

@@ -34,8 +34,11 @@ class Server:
             self.port = probe.getsockname()[1]
         self.url, self.log = f"http://127.0.0.1:{self.port}", log
         with open(log, "w") as out:
+            # float32 (as the answerer below): a row's scores then match to float32 rounding whatever batch it
+            # ran in; bf16 rounds a row differently in batches of other shapes (~1e-3 relative).
             self.proc = subprocess.Popen([sys.executable, "-m", "jaxqa", "serve", "--model", str(model), "--host",
-                                          "127.0.0.1", "--port", str(self.port), *flags], cwd=ROOT, stdout=out,
+                                          "127.0.0.1", "--port", str(self.port), "--dtype", "float32", *flags],
+                                         cwd=ROOT, stdout=out,
                                          stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
     def ready(self) -> Server:
@@ -92,7 +95,7 @@ def server(servers):
 def answerer(tiny_bert_dir):
     from jaxqa.scoring.answer import QuestionAnswerer
 
-    return QuestionAnswerer.from_pretrained(tiny_bert_dir, batch_size=8, **WINDOWS)
+    return QuestionAnswerer.from_pretrained(tiny_bert_dir, batch_size=8, dtype="float32", **WINDOWS)
 
 
 @pytest.fixture(scope="module")

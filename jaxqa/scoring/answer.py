@@ -69,7 +69,7 @@ class QuestionAnswerer:
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, *, null_score_diff_threshold: float | None = None,
-                        dtype: str = "float32", **settings) -> QuestionAnswerer:
+                        dtype: str = "auto", **settings) -> QuestionAnswerer:
         """The fine-tuned model in `model_dir` (a directory or Hub id); it abstains ("") above
         `null_score_diff_threshold`, by default the threshold saved with the model by its SQuAD v2.0
         evaluation, if any (else it never abstains). Window settings not given in `settings` are those the
