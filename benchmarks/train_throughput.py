@@ -37,7 +37,10 @@ from jaxqa.training.train_state import create_train_state, train_step  # noqa: E
 BERT_BASE = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
                  intermediate_size=3072, max_position_embeddings=512, type_vocab_size=2, model_type="bert")
 # jaxqa setting name -> RunConfig overrides
-CONFIGS = {"f32": {}, "f32-fused": {"attention_dropout": False}, "bf16": {"dtype": "bfloat16"}}
+CONFIGS = {"f32": {}, "f32-fused": {"attention_dropout": False}, "bf16": {"dtype": "bfloat16"},
+           "f32-whole": {"whole": True}, "bf16-whole": {"dtype": "bfloat16", "whole": True}}
+# "-whole" (f32-whole, bf16-whole): the batch as one micro-batch, as before jaxqa cut it on CPU into pieces of
+# ~1,536 tokens (`jaxqa.training.steps.cache_split`)
 # PyTorch setting -> (name in the table, whether forward and loss run under bf16 autocast)
 TORCH = {"f32": ("pytorch f32", False), "bf16": ("pytorch bf16 autocast", True)}
 
@@ -67,8 +70,10 @@ def timed(one_step, wait=lambda result: result):
 
 
 def jaxqa_runner(model_dir: Path, pretrained: bool, batch: dict, overrides: dict):
+    whole = overrides.pop("whole", False)
     config = RunConfig(learning_rate=5e-5, weight_decay=0.01, **overrides)
     state = create_train_state(config, model_dir, total_steps=10_000, from_pretrained=pretrained)
+    state = state.replace(micro_batch_tokens=0) if whole else state
     step = jax.jit(train_step, donate_argnums=0)
     device_batch = jax.device_put(batch)
     holder = {"state": step(state, device_batch)[0]}  # compiled here, not timed
@@ -160,7 +165,7 @@ def main() -> None:
     device = jax.devices()[0]
     peaks = {dtype: throughput.device_peak(device, dtype) for dtype in ("float32", "bfloat16")}
     flops = throughput.train_flops(load_config(model_dir), args.batch, args.seq)
-    runners = {f"jaxqa {name}": jaxqa_runner(model_dir, pretrained, batch, CONFIGS[name])
+    runners = {f"jaxqa {name}": jaxqa_runner(model_dir, pretrained, batch, dict(CONFIGS[name]))
                for name in args.configs.split(",")}
     runners.update(torch_runners(model_dir, batch, [s for s in args.torch.split(",") if s]))
     seconds: dict[str, list[float]] = {name: [] for name in runners}

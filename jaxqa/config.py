@@ -70,6 +70,9 @@ class RunConfig:
     doc_stride: int = _f(128, "tokens of overlap between the windows of a long context", identity=True, group="data")
     max_query_length: int = _f(64, "questions are cut to this many tokens (counted per file in the log and "
                                "data_report.json)", identity=True, group="data")
+    no_answer_window_share: float | None = _f(None, "with --version_2_with_negative: drop training windows, chosen once "
+                                              "by --seed, until S (0 < S < 1) of them are 'no answer', those of answerable "
+                                              "questions first (counted in data_report.json)", identity=True, group="data")
     max_answer_length: int = _f(30, "longest answer span, in tokens, that decoding may return", group="evaluation")
     n_best_size: int = _f(20, "spans per question kept in nbest_predictions.json", group="evaluation")
     version_2_with_negative: bool = _f(False, "some questions have no answer (SQuAD v2.0): predict \"\" when "
@@ -116,6 +119,11 @@ class RunConfig:
     ema_decay: float = _f(0.0, "keep an exponential moving average of the parameters (float32, decay min(D, (1 + "
                           "step) / (10 + step))) and evaluate and export it instead of the raw weights (0: off)",
                           identity=True, group="training")
+    answerability_head: bool = _f(False, "SQuAD v2.0 training: also train a no-answer logit on the [CLS] vector "
+                                  "(ELECTRA's head), added to each window's null score; kept beside the exported "
+                                  "model (answerability_head.safetensors)", identity=True, group="training")
+    answerability_loss_weight: float = _f(0.5, "--answerability_head's weight beside the span loss (ELECTRA's 0.5)",
+                                          identity=True, group="training")
     logging_steps: int = _f(50, "every N steps, log the loss (mean over those N steps), learning rate and "
                             "throughput", in_program=False, group="output")
     report_to: Literal["all", "tensorboard", "none"] = _f(
@@ -218,7 +226,7 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Reject inconsistent settings before any work starts: one error, the first found, naming the flag."""
-        for check in (_check_tasks, _check_numbers, _check_schedule):
+        for check in (_check_tasks, _check_numbers, _check_schedule, _check_heads):
             check(self)
         return self
 
@@ -261,19 +269,14 @@ class RunConfig:
     def compilation_cache(self) -> str | None:
         """JAX's persistent compilation cache: --compilation_cache_dir, else JAX's own JAX_COMPILATION_CACHE_DIR
         (one cache shared by every run that sets it), else .jax_cache beside --output_dir; None for 'none'."""
-        return self._cache_dir(self.compilation_cache_dir or os.environ.get("JAX_COMPILATION_CACHE_DIR") or None,
-                               ".jax_cache")
+        return _cache_dir(self, self.compilation_cache_dir or os.environ.get("JAX_COMPILATION_CACHE_DIR") or None,
+                          ".jax_cache")
 
     @property
     def feature_cache(self) -> Path | None:
         """Tokenised features: --feature_cache_dir, .feature_cache beside --output_dir by default."""
-        where = self._cache_dir(self.feature_cache_dir, ".feature_cache")
+        where = _cache_dir(self, self.feature_cache_dir, ".feature_cache")
         return Path(where) if where else None
-
-    def _cache_dir(self, value: str | None, default_name: str) -> str | None:
-        if (value or "").lower() == "none":
-            return None
-        return value or str(Path(self.output_dir).absolute().parent / default_name)
 
     @property
     def train_files(self) -> list[str]:
@@ -283,6 +286,13 @@ class RunConfig:
     @property
     def bucket(self) -> int | None:
         return None if self.pad_to_max_length else self.bucket_width
+
+
+def _cache_dir(c: RunConfig, value: str | None, default_name: str) -> str | None:
+    """A cache directory flag's value: None for 'none', by default `default_name` beside --output_dir."""
+    if (value or "").lower() == "none":
+        return None
+    return value or str(Path(c.output_dir).absolute().parent / default_name)
 
 
 def _check_tasks(c: RunConfig) -> None:
@@ -320,6 +330,12 @@ def _check_numbers(c: RunConfig) -> None:
         raise ConfigError(f"--early_stopping_patience must be positive, got {c.early_stopping_patience}")
     if c.max_steps == 0 or c.max_steps < -1:
         raise ConfigError(f"--max_steps must be positive (or -1: --num_train_epochs decides), got {c.max_steps}")
+    share = c.no_answer_window_share
+    if share is not None and not 0 < share < 1:
+        raise ConfigError(f"--no_answer_window_share must be between 0 and 1 (exclusive), got {share}")
+    if share is not None and not c.version_2_with_negative:
+        raise ConfigError(f"--no_answer_window_share {share} sets the share of unanswerable windows of SQuAD v2.0 "
+                          "training: pass --version_2_with_negative too (or leave the flag out)")
 
 
 def _check_schedule(c: RunConfig) -> None:
@@ -345,6 +361,15 @@ def _check_schedule(c: RunConfig) -> None:
         from jaxqa.sharding import parse_mesh
 
         parse_mesh(c.mesh, None)  # syntax and axis names now; sizes against the devices later
+
+
+def _check_heads(c: RunConfig) -> None:
+    """Heads beyond the span head: what they need."""
+    if c.answerability_head and not (c.version_2_with_negative and c.do_train):
+        raise ConfigError("--answerability_head trains a no-answer classifier for SQuAD v2.0: it needs --do_train "
+                          "and --version_2_with_negative (a model trained with it uses it wherever it is loaded)")
+    if c.answerability_head and not c.answerability_loss_weight > 0:
+        raise ConfigError(f"--answerability_loss_weight must be positive, got {c.answerability_loss_weight}")
 
 
 def default_run() -> RunConfig:

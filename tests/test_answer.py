@@ -280,6 +280,22 @@ def test_answering_runs_batches_sized_to_the_request(tiny_bert_dir):
         assert abs(got["score"] - want["score"]) < 1e-4 and abs(got["probability"] - want["probability"]) < 1e-5
 
 
+def test_on_cpu_an_answer_is_bitwise_the_same_whatever_it_is_batched_with(minilm_dir, minilm_tokenizer, data_dir):
+    """In bf16 on CPU, real MiniLM, windows of 256: programs hold at most 4 rows (`inference.program_rows`), so
+    six SQuAD dev questions answered alone score bitwise what they score among 32 long ones (in programs of 16 or 32 x 256
+    tokens XLA:CPU splits the dots otherwise: the same rows' logits moved by 0.05-0.09)."""
+    graphdef, params, _ = load_model(minilm_dir, dtype="bfloat16")  # a fresh QA head: the scores are what they are
+    qa = QuestionAnswerer(graphdef, params, minilm_tokenizer, max_seq_length=256, doc_stride=128, batch_size=32)
+    assert qa.predictor.batch_size == 4
+    articles = json.loads((data_dir / "squad_v1.1/dev.json").read_text(encoding="utf-8"))["data"]
+    long = [(q["question"], p["context"]) for a in articles for p in a["paragraphs"] if len(p["context"]) > 1500
+            for q in p["qas"]]  # windows of the full 256 tokens: one length bucket
+    pairs = long[::len(long) // 32][:32]
+    together = qa.answers([q for q, _ in pairs], [c for _, c in pairs])
+    alone = [qa.answers([q], [c])[0] for q, c in pairs[:6]]
+    assert alone == together[:6]
+
+
 def test_row_buckets_divide_over_the_mesh():
     """A short batch takes the fewest of min_rows * 2**k rows (min_rows: the devices a batch is split
     over), at most batch_size; full batches stay whole, and without min_rows every batch is full."""

@@ -265,6 +265,33 @@ def test_gradient_accumulation_is_one_big_batch(tmp_path, minilm_dir, data_dir):
         assert max(float(np.abs(a - b).max()) for a, b in zip(results[n][2], results[1][2])) < 1e-5
 
 
+def test_on_cpu_a_batch_trains_in_cache_sized_pieces_with_the_update_of_the_whole(tmp_path, minilm_dir, data_dir):
+    """On CPU each micro-batch is cut into pieces of ~1,536 tokens (`steps.cache_split`: faster there,
+    benchmarks/README.md): a 16 x 384 batch is scanned as 4 pieces, 8 x 128 stays whole; cut into pieces of 256
+    tokens (4 of 2 rows) the update is that of the whole batch (no dropout: the same sums in another order)."""
+    from conftest import save_tiny_bert
+
+    model_dir = save_tiny_bert(tmp_path, minilm_dir, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    batch = _real_batch(model_dir, data_dir)
+    whole = train_state.create_train_state(dataclasses.replace(OPT, adam_epsilon=1e-5), model_dir, total_steps=10)
+    assert (whole.micro_batch_tokens, whole.batch_devices) == (1536, 1)  # a CPU mesh of one device
+
+    def pieces(state, batch) -> list[int]:
+        jaxpr = jax.make_jaxpr(train_state.train_step)(state, batch).jaxpr
+        return [e.params["length"] for e in jaxpr.eqns if e.primitive.name == "scan"]
+
+    wide = {k: jax.ShapeDtypeStruct((16, 384)[:v.ndim], v.dtype) for k, v in batch.items()}
+    assert pieces(whole, wide) == [4] and pieces(whole, batch) == [1]
+    cut = whole.replace(micro_batch_tokens=256)
+    assert pieces(cut, batch) == [4]
+    results = []
+    for state in (whole.replace(micro_batch_tokens=0), cut):
+        state, metrics = jax.jit(train_state.train_step)(state, batch)
+        results.append((float(metrics["loss"]), float(metrics["grad_norm"]), jax.tree.leaves(jax.device_get(state.params))))
+    assert abs(results[1][0] - results[0][0]) < 1e-6 and abs(results[1][1] - results[0][1]) < 1e-5
+    assert max(float(np.abs(a - b).max()) for a, b in zip(results[1][2], results[0][2])) < 1e-5
+
+
 def test_fused_attention_and_remat_compute_the_same(tiny_bert_dir, data_dir):
     """What each option changes on CPU, exercised where it differs. `fused_attention` keeps the blocked
     kernel (its cuDNN call is test_attention's) without dropout on probabilities: in training, the

@@ -49,6 +49,11 @@ class Features:
         """Model inputs plus labels (the train batch fields)."""
         return {**self.model_inputs(), "start_positions": self.start_positions, "end_positions": self.end_positions}
 
+    def select(self, rows: np.ndarray) -> Features:
+        """These windows only, in the order given (example_index unchanged: it still points into the same Examples)."""
+        return Features(**{f.name: None if getattr(self, f.name) is None else getattr(self, f.name)[rows]
+                           for f in dataclasses.fields(self)})
+
 
 def load_tokenizer(name_or_dir: str | Path, cache_dir: str | None = None):
     """A Hugging Face *fast* tokenizer: offsets and batched overflow need the Rust implementation."""

@@ -365,11 +365,17 @@ class EncoderForQuestionAnswering(nnx.Module):
     positions. Attention: `platform` is the one the program is built for (default: this process's
     backend; "cuda"/"tpu" to export for those from a CPU), `padding_side` where batches are padded
     (jaxqa's features: right), `attention_kernel` forces a kernel, `cudnn_as_xla` see AttentionPlan.
-    The choice is logged once ("attention: ...")."""
+    The choice is logged once ("attention: ...").
+
+    With `answerability` (SQuAD v2.0's --answerability_head), one more float32 Dense reads the last hidden
+    state at position 0 and gives a "this window holds no answer" logit [batch], returned third: ELECTRA's
+    and Retro-Reader's answerability score from the [CLS] vector (every supported family's tokenizer puts
+    [CLS]/<s> first and jaxqa pads on the right, so position 0 is it, as Hugging Face's poolers read it).
+    It lives outside the Hugging Face QA head, so `transformers` loads the export unchanged."""
 
     def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, fused_attention: bool = False,
                  remat: bool = False, platform: str | None = None, padding_side: str = "right",
-                 attention_kernel: str | None = None, cudnn_as_xla: bool = False):
+                 attention_kernel: str | None = None, cudnn_as_xla: bool = False, answerability: bool = False):
         self.config = cfg
         plan = plan_attention(cfg, dtype, fused=fused_attention, platform=platform, padding_side=padding_side,
                               kernel=attention_kernel, cudnn_as_xla=cudnn_as_xla)
@@ -377,6 +383,8 @@ class EncoderForQuestionAnswering(nnx.Module):
         self.encoder = Encoder(cfg, rngs=rngs, dtype=dtype, fused_attention=fused_attention, remat=remat, plan=plan)
         self.qa_dropout = Dropout(cfg.qa_dropout)
         self.qa_outputs = _dense(cfg, cfg.hidden_size, 2, rngs, jnp.float32, ("embed", "classes"))
+        if answerability:
+            self.answerability = _dense(cfg, cfg.hidden_size, 1, rngs, jnp.float32, ("embed", "classes"))
 
     def __call__(self, input_ids, token_type_ids, attention_mask, *, deterministic: bool = True, rngs=None):
         hidden = self.encoder(
@@ -384,4 +392,6 @@ class EncoderForQuestionAnswering(nnx.Module):
         )
         hidden = self.qa_dropout(hidden, deterministic=deterministic, rngs=rngs)
         logits = self.qa_outputs(hidden.astype(jnp.float32))
-        return logits[..., 0], logits[..., 1]
+        if not hasattr(self, "answerability"):
+            return logits[..., 0], logits[..., 1]
+        return logits[..., 0], logits[..., 1], self.answerability(hidden[:, 0].astype(jnp.float32))[:, 0]

@@ -4,6 +4,7 @@ optimizer around it; answering and scoring run it as it is."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import jax
@@ -14,6 +15,8 @@ from jaxqa import sharding
 from jaxqa.errors import ModelError
 from jaxqa.models import precision, weights
 from jaxqa.models.encoder import EncoderConfig, EncoderForQuestionAnswering
+
+log = logging.getLogger("jaxqa")
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -27,17 +30,19 @@ def compute_dtype(dtype: str):
 
 
 def build_model(model_config: EncoderConfig, *, seed: int = 0, dtype: str = "float32", fused_attention: bool = False,
-                remat: bool = False) -> EncoderForQuestionAnswering:
+                remat: bool = False, answerability: bool = False) -> EncoderForQuestionAnswering:
     return EncoderForQuestionAnswering(model_config, rngs=nnx.Rngs(params=seed), dtype=compute_dtype(dtype),
-                                    fused_attention=fused_attention, remat=remat)
+                                    fused_attention=fused_attention, remat=remat, answerability=answerability)
 
 
 def load_model(model_path: str | Path | None = None, *, seed: int = 0, dtype: str = "float32",
                from_pretrained: bool = True, cache_dir: str | None = None, mesh=None, fused_attention: bool = False,
-               remat: bool = False):
+               remat: bool = False, answerability: bool | None = None):
     """(graphdef, params, model_config) of a Hugging Face encoder directory or Hub id (the packaged
     MiniLM when None), of the family its config.json names (`jaxqa.models.families`). A checkpoint
     without a QA head gets a fresh one; with `from_pretrained=False` everything keeps its random initialisation (config.json only).
+    `answerability`: whether the model has the answerability head (`EncoderForQuestionAnswering`), read from
+    `weights.ANSWERABILITY_FILE` where the directory has it, else fresh; None: as the directory says.
 
     Parameters are created where they live on `mesh` (the first device by default): checkpoint
     tensors go from host memory straight to their shards, fresh ones are initialised sharded, so
@@ -45,13 +50,22 @@ def load_model(model_path: str | Path | None = None, *, seed: int = 0, dtype: st
     model_dir = weights.resolve_model_dir(str(model_path) if model_path else None, cache_dir)
     model_config = weights.load_config(model_dir)
     mesh = mesh or sharding.make_mesh(jax.devices()[:1])
-    options = dict(seed=seed, dtype=dtype, fused_attention=fused_attention, remat=remat)
+    saved_head = weights.has_answerability_head(model_dir)
+    answerability = saved_head if answerability is None else answerability
+    if saved_head and not answerability:
+        log.info("%s: its answerability head (%s) is not used (--answerability_head is off)", model_dir,
+                 weights.ANSWERABILITY_FILE)
+    options = dict(seed=seed, dtype=dtype, fused_attention=fused_attention, remat=remat, answerability=answerability)
     graphdef, abstract = nnx.split(nnx.eval_shape(lambda: build_model(model_config, **options)), nnx.Param)
     shardings = dict(_flatten(nnx.to_pure_dict(sharding.param_shardings(abstract, mesh))))
     values = dict(_flatten(nnx.to_pure_dict(abstract)))  # ShapeDtypeStructs until filled in
     if from_pretrained:
         loaded, _ = weights.checkpoint_to_params(weights.read_checkpoint(model_dir), model_config, str(model_dir))
         loaded = dict(_flatten(loaded))
+        if answerability and saved_head:
+            loaded.update(weights.read_answerability_head(model_dir))
+        elif answerability:
+            log.info("%s: no answerability head (%s); a fresh one is initialised", model_dir, weights.ANSWERABILITY_FILE)
         _check_shapes(values, loaded, model_dir)
         values.update({path: sharding.put_global(array, shardings[path]) for path, array in loaded.items()})
     missing = [path for path, value in values.items() if isinstance(value, jax.ShapeDtypeStruct)]
@@ -66,7 +80,8 @@ def load_model(model_path: str | Path | None = None, *, seed: int = 0, dtype: st
 
 
 def forward(graphdef, params, batch, *, deterministic: bool = True, dropout_key=None):
-    """(start_logits, end_logits) of the model `graphdef` with `params` on `batch`."""
+    """(start_logits, end_logits) of the model `graphdef` with `params` on `batch`; with an answerability head,
+    its no-answer logits [batch] third."""
     model = nnx.merge(graphdef, params)
     rngs = None if deterministic else nnx.Rngs(dropout=dropout_key)
     return model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],

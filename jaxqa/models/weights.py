@@ -41,6 +41,11 @@ _QA_HEAD = ("qa_outputs.weight", "qa_outputs.bias")
 # `QuestionAnswerer` and --do_predict use unless told otherwise (a model answers best in the windows it learnt in).
 SETTINGS_FILE = "jaxqa_settings.json"
 WINDOW_SETTINGS = ("max_seq_length", "doc_stride", "max_query_length", "max_answer_length")
+# Beside model.safetensors of a model trained with --answerability_head: the no-answer classifier on the [CLS]
+# vector, in its own file so that model.safetensors stays the family's Hugging Face QA checkpoint.
+ANSWERABILITY_FILE = "answerability_head.safetensors"
+_ANSWERABILITY = {"answerability_head.weight": ("answerability", "kernel"),
+                  "answerability_head.bias": ("answerability", "bias")}
 
 
 def packaged_model_dir() -> Path:
@@ -127,6 +132,27 @@ def has_qa_head(model_dir: Path) -> bool:
     except Exception:  # noqa: BLE001 - loading the model names what is wrong
         return True
     return any(name in names for name in _QA_HEAD)
+
+
+def has_answerability_head(model_dir: Path) -> bool:
+    """Whether the model was trained with --answerability_head (its ANSWERABILITY_FILE is beside it)."""
+    return (Path(model_dir) / ANSWERABILITY_FILE).is_file()
+
+
+def read_answerability_head(model_dir: Path) -> dict[tuple, np.ndarray]:
+    """The answerability head of ANSWERABILITY_FILE as {parameter path: float32 array} (PyTorch Linear layout
+    on disk, like qa_outputs)."""
+    path = Path(model_dir) / ANSWERABILITY_FILE
+    try:
+        tensors = _read_safetensors(path)
+    except Exception as err:
+        raise ModelError(f"{path}: cannot read the answerability head ({type(err).__name__}: {err}); restore the "
+                         "file, or delete it to answer with the span scores alone") from None
+    if set(tensors) != set(_ANSWERABILITY):
+        raise ModelError(f"{path}: expected the tensors {', '.join(sorted(_ANSWERABILITY))}, found "
+                         f"{', '.join(sorted(tensors)) or 'none'}; restore the file, or delete it to answer with the "
+                         "span scores alone")
+    return {dst: _layout(dst, np.asarray(tensors[src], dtype=np.float32)) for src, dst in _ANSWERABILITY.items()}
 
 
 def read_checkpoint(model_dir: Path) -> dict[str, np.ndarray]:
@@ -327,7 +353,8 @@ def save_pretrained(params: dict, cfg: EncoderConfig, out_dir: str | Path, token
                     settings: dict | None = None) -> Path:
     """Write config.json + model.safetensors (+ tokenizer files) that `transformers` loads as the
     family's `*ForQuestionAnswering` (e.g. `RobertaForQuestionAnswering`) and jaxqa loads back exactly, and
-    `settings` (the window settings of WINDOW_SETTINGS it was trained with) as SETTINGS_FILE.
+    `settings` (the window settings of WINDOW_SETTINGS it was trained with) as SETTINGS_FILE, and an
+    answerability head (--answerability_head) as ANSWERABILITY_FILE, which `transformers` does not read.
     The directory appears whole or not at all: a killed export never leaves a half model that looks complete."""
     from safetensors.numpy import save_file
 
@@ -335,6 +362,10 @@ def save_pretrained(params: dict, cfg: EncoderConfig, out_dir: str | Path, token
     config = {**cfg.to_dict(), "architectures": [cfg.family.architecture], "position_embedding_type": "absolute"}
     with atomic.replacing_dir(out_dir) as tmp:
         save_file(params_to_checkpoint(params, cfg), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        if "answerability" in params:
+            head = {src: np.ascontiguousarray(_layout(dst, np.asarray(params[dst[0]][dst[1]], np.float32)))
+                    for src, dst in _ANSWERABILITY.items()}
+            save_file(head, str(tmp / ANSWERABILITY_FILE), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))

@@ -8,7 +8,8 @@ nbest_predictions.json) pairs the n best starts with the n best ends, as the usu
 does, with the exact best span always first. All windows are decoded at once with NumPy, in row
 chunks spread over the CPU cores (NumPy releases the GIL), with no Python loop over windows or pairs.
 For SQuAD v2.0 the null score of an example is the lowest CLS score (start + end) over its
-windows; it answers "" when null - best span > `null_score_diff_threshold`.
+windows; it answers "" when null - best span > `null_score_diff_threshold`. A model with an
+answerability head adds its no-answer logit to each window's CLS score (`null_scores`).
 """
 
 from __future__ import annotations
@@ -131,10 +132,17 @@ def best_per_example(spans: Spans, example_index: np.ndarray, num_examples: int)
     return best
 
 
-def null_scores(start_logits, end_logits, cls_index, example_index, num_examples: int) -> np.ndarray:
-    """Per example, the lowest CLS score (start + end at CLS) over its windows."""
+def null_scores(start_logits, end_logits, cls_index, example_index, num_examples: int,
+                no_answer_logits=None) -> np.ndarray:
+    """Per example, the lowest CLS score (start + end at CLS) over its windows. With an answerability
+    head, each window's score is start + end at CLS + its `no_answer_logits`: two estimates of the
+    log-odds of "no answer", added (their odds multiplied) rather than weighed, since the threshold chosen
+    on dev and saved with the model already absorbs any offset between them; the minimum over windows stays
+    (the window most sure it holds the answer speaks for the example), as the best span is the maximum."""
     rows = np.arange(len(start_logits))
     per_window = start_logits[rows, cls_index] + end_logits[rows, cls_index]
+    if no_answer_logits is not None:
+        per_window = per_window + no_answer_logits
     null = np.full(num_examples, np.inf)
     np.minimum.at(null, example_index, per_window)
     return null
@@ -202,10 +210,12 @@ class Answers:
 
 
 def decode(contexts: list[str], start_logits, end_logits, offsets, example_index, *, max_answer_length: int = 30,
-           cls_index=None, null_score_diff_threshold: float | None = None, n_best_size: int = 0) -> Answers:
+           cls_index=None, null_score_diff_threshold: float | None = None, n_best_size: int = 0,
+           no_answer_logits=None) -> Answers:
     """Answers per example. With `null_score_diff_threshold` (SQuAD v2.0) an example answers ""
-    when its null score beats its best span by more than the threshold. With `n_best_size` > 0 the
-    n best spans of each example (over all its windows) come too, with probabilities."""
+    when its null score (`null_scores`; with an answerability head's `no_answer_logits` [windows]) beats
+    its best span by more than the threshold. With `n_best_size` > 0 the n best spans of each example
+    (over all its windows) come too, with probabilities."""
     n = len(contexts)
     example_index = np.asarray(example_index)
     best = best_spans(start_logits, end_logits, offsets, max_answer_length)
@@ -216,7 +226,7 @@ def decode(contexts: list[str], start_logits, end_logits, offsets, example_index
     null = odds = None
     if null_score_diff_threshold is not None:
         cls_index = np.zeros(len(start_logits), np.int64) if cls_index is None else cls_index
-        null = null_scores(start_logits, end_logits, cls_index, example_index, n)
+        null = null_scores(start_logits, end_logits, cls_index, example_index, n, no_answer_logits)
         odds = np.clip(null - best_score, -1e6, 1e6)
         texts = [("" if o > null_score_diff_threshold else t) for t, o in zip(span_texts, odds.tolist())]
     nbest = None

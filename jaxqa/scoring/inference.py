@@ -74,15 +74,38 @@ def device_batches(arrays: dict[str, np.ndarray], plan: list[batching.Batch], me
 
 
 def scatter_logits(features: Features, plan: list[batching.Batch], outputs, max_seq_length: int):
-    """Per-batch (start, end) logits back in window order, [windows, max_seq_length], -inf past
-    each batch's length; filler rows are dropped."""
-    start = np.full((len(features), max_seq_length), -np.inf, np.float32)
-    end = np.full((len(features), max_seq_length), -np.inf, np.float32)
-    for batch_plan, (s, e) in zip(plan, outputs):
+    """Per-batch model outputs back in window order: (start, end) logits [windows, max_seq_length], -inf
+    past each batch's length, and an answerability head's no-answer logits [windows] third where the model
+    has one; filler rows are dropped."""
+    columns = None
+    for batch_plan, out in zip(plan, outputs):
+        out = [np.asarray(x) for x in out]
+        if columns is None:
+            columns = [np.full((len(features), max_seq_length)[:x.ndim], -np.inf, np.float32) for x in out]
         real = batch_plan.rows >= 0
-        start[batch_plan.rows[real], : batch_plan.seq_len] = np.asarray(s)[real]
-        end[batch_plan.rows[real], : batch_plan.seq_len] = np.asarray(e)[real]
-    return start, end
+        for column, x in zip(columns, out):
+            column[(batch_plan.rows[real], slice(0, batch_plan.seq_len))[:x.ndim]] = x[real]
+    if columns is None:  # no windows
+        columns = [np.full((len(features), max_seq_length), -np.inf, np.float32) for _ in range(2)]
+    return tuple(columns)
+
+
+# The most tokens (rows x length) of one answering program on CPU. Measured (benchmarks/README.md, "Answer
+# latency"): the bf16 forward of MiniLM cost 26.9 ms per row at 4 x 256 tokens against 38.4 at 32 x 256
+# (2-core AMD EPYC): a small batch's activations stay in cache. And up to ~3,000 tokens every row's logits
+# were bitwise those it gets alone (from ~4,000, XLA:CPU splits the dots otherwise and a row rounds
+# differently in bf16), so an answer does not depend on the questions it was batched with.
+CPU_PROGRAM_TOKENS = 1024
+
+
+def program_rows(batch_size: int, max_seq_length: int, platform: str, min_rows: int = 1) -> int:
+    """Rows of the largest program of an answerer or a run's evaluation: `batch_size`, but on CPU at most the power of two of rows of
+    `max_seq_length` tokens that fits CPU_PROGRAM_TOKENS (never fewer than `min_rows`, the devices a
+    batch is split over). GPUs and TPUs keep the whole batch: they need the rows to fill the device."""
+    if platform != "cpu":
+        return batch_size
+    rows = max(1, CPU_PROGRAM_TOKENS // max_seq_length)
+    return max(min_rows, min(batch_size, 1 << (rows.bit_length() - 1)))
 
 
 BATCH_OVERHEAD_TOKENS = 64  # what one more batch costs (its dispatch, smaller matmuls), in tokens computed
@@ -143,8 +166,9 @@ class Predictor:
         return batching.plan_batches(features.lengths, self.batch_size, max_seq_length=self.max_seq_length,
                                      bucket_width=self.bucket_width, min_rows=self.min_rows)
 
-    def logits(self, weights, features: Features, *, give_up=None) -> tuple[np.ndarray, np.ndarray]:
-        """Start/end logits of every window, [windows, max_seq_length], -inf past each batch's length.
+    def logits(self, weights, features: Features, *, give_up=None) -> tuple[np.ndarray, ...]:
+        """Start/end logits of every window, [windows, max_seq_length], -inf past each batch's length (and an
+        answerability head's no-answer logits [windows], `scatter_logits`).
         `give_up`: asked before each batch, True raises `GivenUp`; dispatch then runs at most two batches
         ahead of the device, so giving up does not wait for the whole evaluation queued behind it."""
         plan = self.plan(features)
@@ -163,9 +187,10 @@ class Predictor:
         """Answers for every example, decoded from all its windows; with a threshold, SQuAD v2.0 style
         (abstain when the null score wins by more), with `n_best_size` > 0 the n-best lists too. `give_up`:
         as in `logits`, asked again before decoding."""
-        start, end = self.logits(weights, features, give_up=give_up)
+        start, end, *no_answer = self.logits(weights, features, give_up=give_up)
         if give_up is not None and give_up():
             raise GivenUp
         return decode.decode(contexts, start, end, features.offsets, features.example_index,
                              max_answer_length=self.max_answer_length, cls_index=features.cls_index,
-                             null_score_diff_threshold=null_score_diff_threshold, n_best_size=n_best_size)
+                             null_score_diff_threshold=null_score_diff_threshold, n_best_size=n_best_size,
+                             no_answer_logits=no_answer[0] if no_answer else None)

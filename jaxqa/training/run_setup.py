@@ -21,12 +21,12 @@ import numpy as np
 
 from jaxqa import clock, sharding
 from jaxqa.config import RunConfig
-from jaxqa.data import batching, feature_cache, hub, overlap, repeats
+from jaxqa.data import batching, feature_cache, hub, overlap, repeats, window_share
 from jaxqa.data.examples import REPORT_IDS, Examples, describe, file_report, load_examples
 from jaxqa.data.features import Features, check_window, checked_features, load_tokenizer
 from jaxqa.errors import ConfigError
 from jaxqa.models import precision, weights
-from jaxqa.scoring.inference import Predictor
+from jaxqa.scoring.inference import Predictor, program_rows
 from jaxqa.training import checkpoint, compilation, throughput
 from jaxqa.training.selection import check_metric
 from jaxqa.training.train_state import TrainState, create_train_state, eval_step, train_step
@@ -87,6 +87,7 @@ class DataReport:
 
     files: dict[str, dict] = dataclasses.field(default_factory=dict)
     skipped: list[dict] = dataclasses.field(default_factory=list)
+    windows: dict | None = None  # --no_answer_window_share: training windows by kind, before and after
 
     def add(self, path: str, examples: Examples) -> dict:
         self.files[path] = report = file_report(examples)
@@ -96,9 +97,11 @@ class DataReport:
     def write(self, out_dir: Path, *, always: bool = False) -> None:
         """When there is something to report (or `always`: several training files, counted per file)."""
         notable = ("answers_in_no_window", "questions_cut", "eval_overlap")
-        if always or self.skipped or any(r["problems"] or any(k in r for k in notable) for r in self.files.values()):
+        if always or self.skipped or self.windows or any(r["problems"] or any(k in r for k in notable)
+                                                         for r in self.files.values()):
             out_dir.mkdir(parents=True, exist_ok=True)
-            sharding.write_json(out_dir / "data_report.json", self.files)
+            windows = {"no_answer_window_share": self.windows} if self.windows else {}
+            sharding.write_json(out_dir / "data_report.json", {**self.files, **windows})
         if self.skipped:
             sharding.write_text(out_dir / "skipped_records.jsonl",
                                 "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in self.skipped))
@@ -208,6 +211,7 @@ def set_up_run(config: RunConfig, *, mesh=None) -> RunParts:
     train_batch = config.per_device_train_batch_size * devices * config.gradient_accumulation_steps
     eval_batch = config.per_device_eval_batch_size * devices
     splits = _load_splits(config, tokenizer)
+    _check_cls_first(config, splits)
     steps_per_epoch = len(plan(config, splits["train"].features, train_batch, epoch=0)) if "train" in splits else 0
     total_steps = config.training_steps(steps_per_epoch) if "train" in splits else 1
     state = create_train_state(config, model_dir, total_steps=total_steps, mesh=mesh, from_pretrained=pretrained)
@@ -217,8 +221,10 @@ def set_up_run(config: RunConfig, *, mesh=None) -> RunParts:
     # Logits come back whole on every process (decoding runs on the host of each).
     jitted_eval_step = sharding.jit(eval_step, mesh, in_shardings=(state_sharding, batch_sharding),
                                     out_shardings=sharding.replicated(mesh))
-    predictor = Predictor(jitted_eval_step, mesh, eval_batch, config.max_seq_length, config.bucket,
-                          config.max_answer_length)
+    # On CPU in cache-sized programs, as QuestionAnswerer's: the same answers, faster (`program_rows`).
+    predictor = Predictor(jitted_eval_step, mesh, program_rows(eval_batch, config.max_seq_length,
+                                                               mesh.devices.flat[0].platform, devices),
+                          config.max_seq_length, config.bucket, config.max_answer_length)
     checkpoints = None
     if config.do_train and not config.dry_run:
         position = checkpoint.DataPosition(steps_per_epoch, train_batch, len(splits["train"].features), devices,
@@ -228,6 +234,14 @@ def set_up_run(config: RunConfig, *, mesh=None) -> RunParts:
     goodput.seconds["startup"] = time.perf_counter() - goodput.launched
     return RunParts(config, goodput, mesh, model_dir, pretrained, tokenizer, splits, train_batch, eval_batch,
                     total_steps, steps_per_epoch, state, jitted_train_step, predictor, checkpoints, push_repo)
+
+
+def _check_cls_first(config: RunConfig, splits: dict[str, Split]) -> None:
+    """--answerability_head reads [CLS] at position 0 and labels "no answer" by a label there
+    (`jaxqa.training.steps.no_answer_cross_entropy`): a tokenizer that puts [CLS] elsewhere is refused."""
+    if config.answerability_head and "train" in splits and splits["train"].features.cls_index.any():
+        raise ConfigError("--answerability_head reads the [CLS] token at the start of each window, but this "
+                          "tokenizer puts it elsewhere; train without --answerability_head")
 
 
 def resolve_dtype(config: RunConfig, mesh) -> RunConfig:
@@ -271,10 +285,24 @@ def _load_splits(config: RunConfig, tokenizer) -> dict[str, Split]:
             train = splits["train"]
             log.info("training on %d files: %d examples (%d unanswerable) -> %d features", len(c.train_files),
                      len(train.examples), int(train.examples.is_impossible.sum()), len(train.features))
+        if c.no_answer_window_share is not None:
+            splits["train"], report.windows = _share_windows(c, splits["train"])
     report.files.update(scored.files)
     report.skipped += scored.skipped
     report.write(Path(c.output_dir), always=c.do_train and len(c.train_files) > 1)
     return splits
+
+
+def _share_windows(config: RunConfig, train: Split) -> tuple[Split, dict]:
+    """The training windows down-sampled to --no_answer_window_share (`window_share`), and their counts by
+    kind before and after (logged, and written to data_report.json)."""
+    share, is_impossible = config.no_answer_window_share, train.examples.is_impossible
+    before = window_share.window_counts(train.features, is_impossible)
+    rows = window_share.select_windows(train.features, is_impossible, share, config.seed)
+    train = Split(train.examples, train.features.select(rows))
+    after = window_share.window_counts(train.features, is_impossible)
+    log.info("%s", window_share.describe(share, before, after))
+    return train, {"share": share, "before": before, "after": after}
 
 
 def compile_train_steps(parts: RunParts, seq_lens=None) -> tuple[dict, dict]:

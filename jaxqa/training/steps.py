@@ -20,19 +20,33 @@ def span_cross_entropy(logits, positions, attention_mask):
     return -jnp.take_along_axis(log_probs, positions[:, None], axis=-1)[:, 0]
 
 
-def summed_loss(start_logits, end_logits, batch):
-    """Sum over real (weight > 0) rows of the mean of start and end cross-entropies.
+def no_answer_cross_entropy(no_answer_logits, start_positions):
+    """Per-window binary cross-entropy of the answerability head's logit against "this window holds no
+    answer": its label points at [CLS], position 0 (`jaxqa.models.encoder.EncoderForQuestionAnswering`
+    reads the head there; run set-up refuses a tokenizer that puts [CLS] elsewhere)."""
+    return optax.sigmoid_binary_cross_entropy(no_answer_logits.astype(jnp.float32),
+                                              (start_positions == 0).astype(jnp.float32))
+
+
+def summed_loss(start_logits, end_logits, batch, no_answer_logits=None, answerability_weight: float = 0.0):
+    """Sum over real (weight > 0) rows of the mean of start and end cross-entropies, plus, with an
+    answerability head's `no_answer_logits`, `answerability_weight` x its binary cross-entropy (ELECTRA's
+    SQuAD 2.0 loss: one objective, so the [CLS] vector learns what both heads need).
 
     Weight-0 rows are selected out, not multiplied by 0: a filler row's labels may lie past the batch's
     length (NaN x 0 is NaN), and `where` also stops any non-finite value of theirs in the gradient."""
     per_example = 0.5 * (span_cross_entropy(start_logits, batch["start_positions"], batch["attention_mask"])
                          + span_cross_entropy(end_logits, batch["end_positions"], batch["attention_mask"]))
+    if no_answer_logits is not None:
+        per_example = per_example + answerability_weight * no_answer_cross_entropy(no_answer_logits,
+                                                                                    batch["start_positions"])
     return jnp.sum(jnp.where(batch["weights"] > 0, per_example * batch["weights"], 0.0))
 
 
-def qa_loss(start_logits, end_logits, batch):
+def qa_loss(start_logits, end_logits, batch, no_answer_logits=None, answerability_weight: float = 0.0):
     """The loss of a batch: `summed_loss` averaged over its real rows."""
-    return summed_loss(start_logits, end_logits, batch) / jnp.maximum(jnp.sum(batch["weights"]), 1.0)
+    return summed_loss(start_logits, end_logits, batch, no_answer_logits, answerability_weight) / \
+        jnp.maximum(jnp.sum(batch["weights"]), 1.0)
 
 
 def evaluated_params(state):
@@ -47,19 +61,46 @@ def ema_update(ema_params, params, decay: float, step):
     return jax.tree.map(lambda e, p: rate * e + (1.0 - rate) * p, ema_params, params)
 
 
+# Tokens of a piece of a micro-batch on CPU. Measured (benchmarks/README.md, "Micro-batches on CPU"): MiniLM,
+# 16 rows of 384 (256) tokens per step on 2 AMD EPYC cores, taken as 4 pieces of 4 rows ran 1.10-1.24x
+# (1.15x) the steps/s of one batch of 16, float32 and bf16 alike: a small piece's activations stay in cache.
+# (8 rows ran no faster than 16, 2 rows slower than 4: the sweet spot is ~1,000-1,500 tokens.)
+CPU_MICRO_BATCH_TOKENS = 1536
+
+
+def cache_split(shape, micro_batches: int, devices: int, tokens: int) -> int:
+    """Into how many pieces each of the `micro_batches` of a [batch, seq] batch is cut so that a piece holds
+    at most `tokens` tokens: its rows halved while they stay above a power of two of `tokens` // seq rows and
+    the halves divide evenly over the `devices` the batch is split over (0 `tokens`: never cut; GPUs and TPUs
+    want big matrices). Decided on the global batch, not per device: the pieces, and so the dropout keys, are
+    the same on any number of devices wherever they divide, and a run resumed on another mesh goes on as it was."""
+    if not tokens:
+        return 1
+    rows, seq = shape[0] // micro_batches, shape[1]
+    target = 1 << (max(1, tokens // seq).bit_length() - 1)
+    split = 1
+    while rows // split > target and rows % (2 * split) == 0 and (rows // (2 * split)) % devices == 0:
+        split *= 2
+    return split
+
+
 def train_step(state, batch):
     """One optimizer step over the batch, taken as `state.accumulation_steps` micro-batches in a scan
-    (gradient accumulation: the same update as one big batch, a fraction of the activation memory).
+    (gradient accumulation: the same update as one big batch, a fraction of the activation memory), each cut
+    again on CPU into pieces of ~`CPU_MICRO_BATCH_TOKENS` tokens (`cache_split`: faster there).
     Dropout keys come from (state key, step, micro-batch): a resumed run draws the same ones. With
     `state.ema_decay`, the parameters' moving average is updated too."""
     key = jax.random.fold_in(jax.random.wrap_key_data(state.dropout_key, impl=DROPOUT_PRNG), state.step)
-    n = state.accumulation_steps  # micro-batch i = rows i, i+n, ...: each device keeps its own rows
+    # micro-batch i = rows i, i+n, ...: each device keeps its own rows
+    n = state.accumulation_steps * cache_split(batch["input_ids"].shape, state.accumulation_steps, state.batch_devices,
+                                               state.micro_batch_tokens)
     micro = jax.tree.map(lambda x: x.reshape(x.shape[0] // n, n, *x.shape[1:]).swapaxes(0, 1), batch)
 
     def micro_loss(params, micro_batch, micro_key):
-        start_logits, end_logits = forward(state.graphdef, params, micro_batch, deterministic=False,
-                                           dropout_key=micro_key)
-        return summed_loss(start_logits, end_logits, micro_batch)
+        start_logits, end_logits, *no_answer = forward(state.graphdef, params, micro_batch, deterministic=False,
+                                                       dropout_key=micro_key)  # no_answer: [] without the head
+        return summed_loss(start_logits, end_logits, micro_batch, *no_answer,
+                           answerability_weight=state.answerability_weight)
 
     def accumulate(grads, inputs):
         micro_batch, i = inputs
@@ -80,5 +121,6 @@ def train_step(state, batch):
 
 
 def eval_step(state, batch):
-    """Start and end logits, float32 [batch, seq], without dropout, of the evaluated weights."""
+    """Start and end logits, float32 [batch, seq], without dropout, of the evaluated weights (and the no-answer
+    logits [batch] of an answerability head)."""
     return forward(state.graphdef, evaluated_params(state), batch, deterministic=True)

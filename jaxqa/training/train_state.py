@@ -21,7 +21,13 @@ from flax import struct
 from jaxqa import sharding
 from jaxqa.config import RunConfig
 from jaxqa.models.loading import build_model, load_model  # re-exported: the public API
-from jaxqa.training.steps import DROPOUT_PRNG, eval_step, evaluated_params, train_step  # re-exported: the public API
+from jaxqa.training.steps import (  # re-exported: the public API
+    CPU_MICRO_BATCH_TOKENS,
+    DROPOUT_PRNG,
+    eval_step,
+    evaluated_params,
+    train_step,
+)
 
 __all__ = ["TrainState", "create_train_state", "load_model", "make_optimizer", "train_step", "eval_step",
            "evaluated_params", "build_model", "layer_lr_scale"]
@@ -39,6 +45,10 @@ class TrainState:
     accumulation_steps: int = struct.field(pytree_node=False, default=1)  # micro-batches per step
     ema_params: Any = None  # the parameters' moving average (float32, sharded like them) with --ema_decay
     ema_decay: float = struct.field(pytree_node=False, default=0.0)
+    answerability_weight: float = struct.field(pytree_node=False, default=0.0)  # --answerability_loss_weight
+    # On CPU, micro-batches are cut into pieces of about this many tokens (`steps.cache_split`; 0: never)
+    micro_batch_tokens: int = struct.field(pytree_node=False, default=0)
+    batch_devices: int = struct.field(pytree_node=False, default=1)  # devices a batch is split over
 
 
 def _names(path) -> list:
@@ -120,16 +130,21 @@ def create_train_state(config: RunConfig, model_path: str | Path | None = None, 
     each Adam moment created directly with its parameter's sharding. `config` supplies seed,
     dtype and the optimizer settings."""
     mesh = mesh or sharding.make_mesh()
+    # A training run has the answerability head by its flag; one that only scores, as the model directory says.
     graphdef, params, model_config = load_model(model_path, seed=config.seed, dtype=config.dtype, from_pretrained=from_pretrained,
                                      cache_dir=config.cache_dir, mesh=mesh,
                                      fused_attention=not config.attention_dropout,
-                                     remat=config.gradient_checkpointing)
+                                     remat=config.gradient_checkpointing,
+                                     answerability=config.answerability_head if config.do_train else None)
     tx, schedule = make_optimizer(config, total_steps, model_config.num_distinct_layers)
     key = jax.random.key_data(jax.random.key(config.seed + 1, impl=DROPOUT_PRNG))
     abstract = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params,
                           opt_state=jax.eval_shape(tx.init, params), dropout_key=key, graphdef=graphdef, tx=tx,
                           lr_schedule=schedule, accumulation_steps=config.gradient_accumulation_steps,
-                          ema_params=params if config.ema_decay else None, ema_decay=config.ema_decay)
+                          ema_params=params if config.ema_decay else None, ema_decay=config.ema_decay,
+                          answerability_weight=config.answerability_loss_weight if config.answerability_head else 0.0,
+                          micro_batch_tokens=CPU_MICRO_BATCH_TOKENS if mesh.devices.flat[0].platform == "cpu" else 0,
+                          batch_devices=sharding.batch_size_multiplier(mesh))
     shardings = sharding.state_shardings(abstract, mesh)
     copy = lambda tree: jax.tree.map(jnp.copy, tree)  # noqa: E731 - its own buffers (the step donates the state)
     return abstract.replace(

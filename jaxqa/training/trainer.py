@@ -200,7 +200,8 @@ class Trainer:
         return self.evaluator.evaluate_before_training(self.state)
 
     def logits(self, features: Features):
-        """Start/end logits of every window, [windows, max_seq_length], -inf past each batch's length."""
+        """Start/end logits of every window, [windows, max_seq_length], -inf past each batch's length (and the
+        no-answer logits [windows] of an answerability head)."""
         return self.parts.predictor.logits(self.state, features)
 
     def predict(self, examples: Examples, features: Features, nbest: bool = True) -> Answers:
