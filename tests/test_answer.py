@@ -272,7 +272,7 @@ def test_answering_runs_batches_sized_to_the_request(tiny_bert_dir):
     four_and_one = qa.answer_batch(questions, [context] * 5)
     assert shapes[2:] == [(4, 64), (1, 64)]
 
-    qa.predictor = dataclasses.replace(full_batch, min_rows=None)  # every batch 32 rows, as before
+    qa.predictor = dataclasses.replace(full_batch, min_rows=None)  # every batch full (16 rows of 64 on CPU)
     reference = qa.answer_batch(questions, [context] * 5)
     # The same spans; scores to rounding (a matrix product of another row count sums in another order).
     for got, want in zip([one, *five, *four_and_one], reference[:1] + reference * 2):

@@ -99,9 +99,9 @@ CPU_PROGRAM_TOKENS = 1024
 
 
 def program_rows(batch_size: int, max_seq_length: int, platform: str, min_rows: int = 1) -> int:
-    """Rows of the largest program of an answerer or a run's evaluation: `batch_size`, but on CPU at most the power of two of rows of
-    `max_seq_length` tokens that fits CPU_PROGRAM_TOKENS (never fewer than `min_rows`, the devices a
-    batch is split over). GPUs and TPUs keep the whole batch: they need the rows to fill the device."""
+    """Rows of the largest program of an answerer or a run's evaluation: `batch_size`, but on CPU at most
+    the power of two of rows of `max_seq_length` tokens that fits CPU_PROGRAM_TOKENS (never fewer than
+    `min_rows`, the devices a batch is split over). GPUs and TPUs keep the whole batch: they need the rows to fill the device."""
     if platform != "cpu":
         return batch_size
     rows = max(1, CPU_PROGRAM_TOKENS // max_seq_length)
