@@ -40,9 +40,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 DEV = ROOT.parent / "shared/data/squad_v1.1/dev.json"
 
 
-def torch_app(model_dir: str, threads: int | None = None):
+def torch_app(model_dir: str, threads: int | None = None, bf16: bool = False):
     """The PyTorch peer: one forward per request, off the event loop (Starlette's thread pool); `threads`:
-    torch.set_num_threads (default: PyTorch's, one per core)."""
+    torch.set_num_threads (default: PyTorch's, one per core); `bf16`: under bf16 autocast."""
     from answer_latency import TorchAnswerer
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
@@ -54,7 +54,7 @@ def torch_app(model_dir: str, threads: int | None = None):
     settings = {"max_seq_length": 384, "doc_stride": 128, "max_answer_length": 30, **weights.saved_settings(model_dir)}
     stub = types.SimpleNamespace(settings=settings, n_best_size=20, predictor=types.SimpleNamespace(
         batch_size=32, max_answer_length=settings["max_answer_length"]))
-    answerer = TorchAnswerer(Path(model_dir), stub)
+    answerer = TorchAnswerer(Path(model_dir), stub, bf16=bf16)
     if threads:
         answerer.torch.set_num_threads(threads)
 
@@ -196,12 +196,14 @@ def main() -> None:
     parser.add_argument("--check", type=int, default=0, help="questions for the answer and F1 check (0: none)")
     parser.add_argument("--torch_threads", type=int, help="torch.set_num_threads in the PyTorch server (default: "
                                                             "PyTorch's own, one per core)")
+    parser.add_argument("--torch_bf16", action="store_true", help="the PyTorch server under bf16 autocast (fp32 "
+                                                                   "otherwise)")
     parser.add_argument("--torch_server", metavar="PORT", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_server:  # the PyTorch peer's process
         import uvicorn
 
-        uvicorn.run(torch_app(args.model_dir, args.torch_threads), host="127.0.0.1", port=args.torch_server, access_log=False,
+        uvicorn.run(torch_app(args.model_dir, args.torch_threads, args.torch_bf16), host="127.0.0.1", port=args.torch_server, access_log=False,
                     log_level="warning")
         return
     from answer_latency import export_model
@@ -218,11 +220,13 @@ def main() -> None:
     print(f"jaxqa serve ready in {time.perf_counter() - started:.1f} s (model load + compiling every bucket)")
     servers["PyTorch"] = start([sys.executable, __file__, "--model_dir", str(model_dir), "--torch_server",
                                 str(ports["PyTorch"]), *(["--torch_threads", str(args.torch_threads)]
-                                                         if args.torch_threads else [])],
+                                                         if args.torch_threads else []),
+                                *(["--torch_bf16"] if args.torch_bf16 else [])],
                                ports["PyTorch"], work / "serve_torch.log")
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
-    print(f"model {model_dir}; {cpu}, {os.cpu_count()} cores; PyTorch threads {args.torch_threads or 'default'}; "
+    print(f"model {model_dir}; {cpu}, {os.cpu_count()} cores; PyTorch threads {args.torch_threads or 'default'}, "
+          f"{'bf16 autocast' if args.torch_bf16 else 'fp32'}; "
           f"jaxqa --max_batch_size {args.max_batch_size} --max_wait_ms {args.max_wait_ms}; load average at the start "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     questions = dev_questions()

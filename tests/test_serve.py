@@ -255,6 +255,49 @@ def test_concurrent_clients_are_all_answered_in_shared_batches(server, answerer,
     assert batches - single >= 1 and batches < 96  # some batches held several requests
 
 
+def test_the_worker_prepares_the_next_batch_and_decodes_the_last_while_one_runs(answerer, dev, monkeypatch):
+    """In process, 6 requests queued before the worker starts, batches of 2: while batch N is on the device the
+    host tokenises N+1 and, once N+1 is launched, decodes N; a batch is launched only after the device is done
+    with the one before (never two at once); every answer is the answerer's own."""
+    from jaxqa.scoring.answer import PendingAnswers
+    from jaxqa.serving import schema
+    from jaxqa.serving.batcher import Batcher
+    from jaxqa.serving.metrics import Metrics
+
+    events, names = [], {}
+    prepare = answerer.prepare
+
+    def prepared(questions, contexts, **settings):
+        pending = prepare(questions, contexts, **settings)
+        names[id(pending)] = [p["question"] for p in dev].index(questions[0])
+        events.append(("prepare", names[id(pending)]))
+        return pending
+
+    def recorded(step):
+        method = getattr(PendingAnswers, step)
+        return lambda pending: (events.append((step, names[id(pending)])), method(pending))[1]
+
+    monkeypatch.setattr(answerer, "prepare", prepared)
+    for step in ("launch", "wait", "result"):
+        monkeypatch.setattr(PendingAnswers, step, recorded(step))
+    batcher = Batcher(answerer, Metrics(), max_batch_size=2, max_wait_ms=0)
+    limits = schema.Limits(max_seq_length=128, n_best_size=20, max_passages=8, special_tokens=3)
+    batcher.ready.set()
+    batcher.arriving = 6
+    futures = [batcher.submit(schema.parse(json.dumps(pair).encode(), limits)) for pair in dev[:6]]
+    batcher.start()
+    served = [future.result(timeout=120) for future in futures]
+    batcher.close()
+    assert events == [("prepare", 0), ("launch", 0),
+                      ("prepare", 2), ("wait", 0), ("launch", 2), ("result", 0),
+                      ("prepare", 4), ("wait", 2), ("launch", 4), ("result", 2),
+                      ("wait", 4), ("result", 4)]
+    monkeypatch.undo()
+    for answer, expected in zip(served, answerer.answer_batch([p["question"] for p in dev[:6]],
+                                                              [p["context"] for p in dev[:6]])):
+        same_answers(answer, expected)
+
+
 def test_sigterm_answers_every_accepted_request_then_exits_0(servers, answerer, dev):
     """SIGTERM while 32 clients' requests wait in the queue and a 33rd is still sending its body (the worker
     waits for a request that is arriving, up to --max_wait_ms 10 s): all 33 are answered (200, each its own

@@ -26,7 +26,7 @@ from jaxqa.data.features import Features, load_tokenizer, tokenize
 from jaxqa.errors import ModelError
 from jaxqa.models import loading, precision, weights
 from jaxqa.scoring.evaluation import null_threshold
-from jaxqa.scoring.inference import Predictor, program_rows
+from jaxqa.scoring.inference import Predictor, program_rows, scatter_logits
 
 log = logging.getLogger("jaxqa")
 SAVED = object()  # `answers`' default threshold: the answerer's own (the model's saved one, if any)
@@ -100,7 +100,7 @@ class QuestionAnswerer:
                      if saved.keys() & settings.keys() else "")
         threshold = null_threshold(null_score_diff_threshold, model_dir, default=None)
         log.info("%s", threshold)
-        graphdef, params, _ = loading.load_model(model_dir, dtype=dtype)
+        graphdef, params, _ = loading.load_model(model_dir, dtype=dtype, mesh=mesh)
         return cls(graphdef, params, load_tokenizer(model_dir), null_score_diff_threshold=threshold.value,
                    **{**saved, **settings})
 
@@ -113,7 +113,17 @@ class QuestionAnswerer:
         """The `top_k` best distinct answers of each question, best first (the first is `answer_batch`'s), in
         windows and with a threshold other than the answerer's where given (None: never abstain). Windows up
         to the answerer's `max_seq_length` run its programs (padded to its length buckets); longer ones are
-        refused. Used by `jaxqa serve` for a batch of requests with the same settings."""
+        refused."""
+        return self.prepare(questions, contexts, top_k=top_k, max_seq_length=max_seq_length, doc_stride=doc_stride,
+                            max_query_length=max_query_length, max_answer_length=max_answer_length,
+                            null_score_diff_threshold=null_score_diff_threshold).launch().result()
+
+    def prepare(self, questions: list[str], contexts: list[str], *, top_k: int = 1, max_seq_length: int | None = None,
+                doc_stride: int | None = None, max_query_length: int | None = None,
+                max_answer_length: int | None = None, null_score_diff_threshold=SAVED) -> PendingAnswers:
+        """`answers` in three steps, for a caller that overlaps host and device work (`jaxqa serve`): this one
+        on the host (checked, tokenised, batches planned; a request's error is raised here), then `launch`
+        (the device starts) and `result` (waits for the device, decodes on the host)."""
         check_texts(questions, contexts)
         windows = {**self.settings, **{k: v for k, v in (("max_seq_length", max_seq_length), ("doc_stride", doc_stride),
                                                         ("max_query_length", max_query_length)) if v is not None}}
@@ -128,17 +138,8 @@ class QuestionAnswerer:
         predictor = self.predictor if max_answer_length is None else \
             dataclasses.replace(self.predictor, max_answer_length=max_answer_length)
         threshold = self.null_score_diff_threshold if null_score_diff_threshold is SAVED else null_score_diff_threshold
-        # The null score is always decoded, so that "no answer" takes its share of the probability; with
-        # no threshold it never wins (an infinite threshold).
-        found = predictor.answers(self.params, list(contexts), features,
-                                  null_score_diff_threshold=math.inf if threshold is None else threshold,
-                                  n_best_size=max(self.n_best_size, top_k))
-        best = [{"answer": text, "start": int(c0) if text else -1, "end": int(c0) + len(text) if text else -1,
-                 "score": float(score), "probability": round(float(p), 6)}
-                for text, c0, score, p in zip(found.texts, found.char_start, found.best_score, found.probability())]
-        if top_k == 1:
-            return [[answer] for answer in best]
-        return [runners_up(first, entries, top_k) for first, entries in zip(best, found.nbest.lists(list(contexts)))]
+        return PendingAnswers(self.params, predictor, list(contexts), features, predictor.plan(features), threshold,
+                              max(self.n_best_size, top_k), top_k)
 
     def compile_programs(self) -> int:
         """Compile (or load from JAX's cache) the forward of every (rows, length) bucket, by running each once on
@@ -156,6 +157,45 @@ class QuestionAnswerer:
 
     def __call__(self, question: str, context: str) -> dict:
         return self.answer_batch([question], [context])[0]
+
+
+@dataclasses.dataclass
+class PendingAnswers:
+    """A batch of questions tokenised and planned (`QuestionAnswerer.prepare`), its forward not yet run or still
+    running: `launch` dispatches it (returning at once), `wait` blocks until the device is done, `result` decodes."""
+
+    params: object
+    predictor: Predictor
+    contexts: list[str]
+    features: Features
+    plan: list[batching.Batch]
+    threshold: float | None  # None: never abstain
+    n_best_size: int
+    top_k: int
+    outputs: list | None = None
+
+    def launch(self) -> PendingAnswers:
+        _, self.outputs = self.predictor.launch(self.params, self.features, self.plan)
+        return self
+
+    def wait(self) -> PendingAnswers:
+        jax.block_until_ready(self.outputs)
+        return self
+
+    def result(self) -> list[list[dict]]:
+        """The `top_k` best distinct answers of each question, best first."""
+        logits = scatter_logits(self.features, self.plan, self.outputs, self.predictor.max_seq_length)
+        # The null score is always decoded, so that "no answer" takes its share of the probability; with
+        # no threshold it never wins (an infinite threshold).
+        found = self.predictor.decoded(self.contexts, self.features, logits, n_best_size=self.n_best_size,
+                                       null_score_diff_threshold=math.inf if self.threshold is None else self.threshold)
+        best = [{"answer": text, "start": int(c0) if text else -1, "end": int(c0) + len(text) if text else -1,
+                 "score": float(score), "probability": round(float(p), 6)}
+                for text, c0, score, p in zip(found.texts, found.char_start, found.best_score, found.probability())]
+        if self.top_k == 1:
+            return [[answer] for answer in best]
+        return [runners_up(first, entries, self.top_k)
+                for first, entries in zip(best, found.nbest.lists(self.contexts))]
 
 
 def runners_up(first: dict, entries: list[dict], top_k: int) -> list[dict]:

@@ -166,12 +166,12 @@ class Predictor:
         return batching.plan_batches(features.lengths, self.batch_size, max_seq_length=self.max_seq_length,
                                      bucket_width=self.bucket_width, min_rows=self.min_rows)
 
-    def logits(self, weights, features: Features, *, give_up=None) -> tuple[np.ndarray, ...]:
-        """Start/end logits of every window, [windows, max_seq_length], -inf past each batch's length (and an
-        answerability head's no-answer logits [windows], `scatter_logits`).
-        `give_up`: asked before each batch, True raises `GivenUp`; dispatch then runs at most two batches
-        ahead of the device, so giving up does not wait for the whole evaluation queued behind it."""
-        plan = self.plan(features)
+    def launch(self, weights, features: Features, plan: list[batching.Batch] | None = None, *,
+               give_up=None) -> tuple[list[batching.Batch], list]:
+        """The forward of every batch of `plan` (by default `self.plan(features)`) dispatched to the device: returns
+        the plan and its outputs, still being computed, so that the host can do other work meanwhile (`jaxqa
+        serve` tokenises the next requests and decodes the last ones). `give_up`: as in `logits`."""
+        plan = self.plan(features) if plan is None else plan
         outputs = []
         for batch in device_batches(features.model_inputs(), plan, self.mesh):
             if give_up is not None:
@@ -180,6 +180,14 @@ class Predictor:
                 if give_up():
                     raise GivenUp
             outputs.append(self.forward(weights, batch))
+        return plan, outputs
+
+    def logits(self, weights, features: Features, *, give_up=None) -> tuple[np.ndarray, ...]:
+        """Start/end logits of every window, [windows, max_seq_length], -inf past each batch's length (and an
+        answerability head's no-answer logits [windows], `scatter_logits`).
+        `give_up`: asked before each batch, True raises `GivenUp`; dispatch then runs at most two batches
+        ahead of the device, so giving up does not wait for the whole evaluation queued behind it."""
+        plan, outputs = self.launch(weights, features, give_up=give_up)
         return scatter_logits(features, plan, outputs, self.max_seq_length)
 
     def answers(self, weights, contexts: list[str], features: Features, *, null_score_diff_threshold=None,
@@ -187,9 +195,16 @@ class Predictor:
         """Answers for every example, decoded from all its windows; with a threshold, SQuAD v2.0 style
         (abstain when the null score wins by more), with `n_best_size` > 0 the n-best lists too. `give_up`:
         as in `logits`, asked again before decoding."""
-        start, end, *no_answer = self.logits(weights, features, give_up=give_up)
+        logits = self.logits(weights, features, give_up=give_up)
         if give_up is not None and give_up():
             raise GivenUp
+        return self.decoded(contexts, features, logits, null_score_diff_threshold=null_score_diff_threshold,
+                            n_best_size=n_best_size)
+
+    def decoded(self, contexts: list[str], features: Features, logits: tuple[np.ndarray, ...], *,
+                null_score_diff_threshold=None, n_best_size: int = 0) -> decode.Answers:
+        """`answers` from logits already gathered (`logits`, or `scatter_logits` of `launch`'s outputs)."""
+        start, end, *no_answer = logits
         return decode.decode(contexts, start, end, features.offsets, features.example_index,
                              max_answer_length=self.max_answer_length, cls_index=features.cls_index,
                              null_score_diff_threshold=null_score_diff_threshold, n_best_size=n_best_size,
