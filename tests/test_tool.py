@@ -374,7 +374,7 @@ def test_colab_notebook_runs_top_to_bottom_on_two_cpu_devices(tmp_path, monkeypa
     """notebooks/colab_tpu.ipynb top to bottom, once, in a kernel with 2 fake CPU devices (its TPU path
     trains on a mesh of 8): it trains, evaluates, exports, draws the curves, and `trainer.answerer()`
     answers with the parameters where training left them, on the run's mesh, as the exported model
-    answers on one device."""
+    answers on one device, and as it answers loaded onto that mesh (`from_pretrained(mesh=...)`)."""
     nbformat, nbclient = require("nbformat"), require("nbclient")
     notebook = nbformat.read(ROOT / "notebooks/colab_tpu.ipynb", as_version=4)
     cell = notebook.cells[-2].source  # the answerer cell, as the notebook has it
@@ -384,7 +384,10 @@ def test_colab_notebook_runs_top_to_bottom_on_two_cpu_devices(tmp_path, monkeypa
     notebook.cells.append(nbformat.v4.new_code_cell(
         "import json\nfrom jaxqa.scoring.answer import QuestionAnswerer\n"
         "qa = QuestionAnswerer.from_pretrained('jaxqa_notebook_run/model')\n"
-        f"on_two = answer\n{ask}print('ANSWERS', json.dumps([dict(trainer.mesh.shape), on_two, answer]))"))
+        f"on_two = answer\n{ask}one = answer\n"
+        # and loaded onto the run's mesh: its parameters go there (once they stayed on device 0, and failed)
+        "qa = QuestionAnswerer.from_pretrained('jaxqa_notebook_run/model', mesh=trainer.mesh)\n"
+        f"{ask}print('ANSWERS', json.dumps([dict(trainer.mesh.shape), on_two, one, answer]))"))
     monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")  # the kernel's JAX starts with it
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
@@ -394,10 +397,13 @@ def test_colab_notebook_runs_top_to_bottom_on_two_cpu_devices(tmp_path, monkeypa
     assert "2 CPU device(s)" in printed and "'f1':" in printed and "'answer':" in printed
     assert (tmp_path / "jaxqa_notebook_run/model/model.safetensors").is_file()
     assert (tmp_path / "jaxqa_notebook_run/training_curves.png").is_file()
-    mesh, two, one = json.loads(printed.split("ANSWERS ")[1].splitlines()[0])
+    mesh, two, one, loaded_on_two = json.loads(printed.split("ANSWERS ")[1].splitlines()[0])
     assert mesh == {"data": 2, "fsdp": 1, "tensor": 1}
-    assert (two["answer"], two["start"], two["end"]) == (one["answer"], one["start"], one["end"]) and two["answer"]
-    assert abs(two["score"] - one["score"]) < 1e-4 and abs(two["probability"] - one["probability"]) < 1e-4, (two, one)
+    for other in (two, loaded_on_two):
+        assert (other["answer"], other["start"], other["end"]) == (one["answer"], one["start"], one["end"])
+        assert abs(other["score"] - one["score"]) < 1e-4 and abs(other["probability"] - one["probability"]) < 1e-4, \
+            (other, one)
+    assert one["answer"]
 
 
 def test_command_line_process_loads_tokenizers_without_pytorch(minilm_dir):
