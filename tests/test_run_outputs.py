@@ -16,6 +16,7 @@ from jaxqa import cli
 from jaxqa.config import RunConfig
 from jaxqa.errors import Interrupted
 from jaxqa.report import plots
+from jaxqa.training.evaluator import Evaluator
 from jaxqa.training.preemption import StopRequest
 from jaxqa.training.trainer import Trainer
 
@@ -143,3 +144,27 @@ def test_a_model_kept_from_an_earlier_step_is_reported_as_that_step(tmp_path, ti
     assert again["eval"] == {**final, "eval_seconds": again["eval"]["eval_seconds"]}
     assert [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()] == \
         records[:-1] + [{**records[-1], "eval": again["eval"]}]
+
+
+def test_the_last_steps_evaluation_in_the_loop_is_the_final_one(tmp_path, tiny_bert_dir, data_dir, monkeypatch):
+    """--load_best_model_at_end evaluates the last step in the train loop (to choose); when that step is kept,
+    the final evaluation writes those answers instead of predicting again: the model predicts the dev file
+    once, and its files are those of the exported model evaluated anew, byte for byte."""
+    predicted, real_predict = [], Evaluator.predict
+
+    def predict(self, state, examples, features, nbest=True):
+        predicted.append((int(state.step), nbest))
+        return real_predict(self, state, examples, features, nbest)
+
+    monkeypatch.setattr(Evaluator, "predict", predict)
+    out = tmp_path / "run"
+    results = cli.run(tiny_run(tiny_bert_dir, data_dir, out, eval_steps=5, load_best_model_at_end=True),
+                      announce=lambda _line: None)
+    assert predicted == [(5, True)] and results["eval"]["step"] == 5
+    anew = cli.run(tiny_run(tiny_bert_dir, data_dir, tmp_path / "anew", model_name_or_path=str(out / "model"),
+                            do_train=False), announce=lambda _line: None)
+    timing_and_step = ("eval_seconds", "step")  # a model loaded from model/ evaluates as step 0
+    assert {k: v for k, v in anew["eval"].items() if k not in timing_and_step} == \
+        {k: v for k, v in results["eval"].items() if k not in timing_and_step}
+    for name in ("predictions.json", "nbest_predictions.json"):
+        assert (tmp_path / "anew" / name).read_bytes() == (out / name).read_bytes()

@@ -34,6 +34,7 @@ class Evaluator:
         self.parts = parts
         self.config = config = parts.config
         self.give_up = None  # in the train loop: whether a stop signal gives up an evaluation
+        self._last_step_answers = None  # (state, answers) of the loop's evaluation of the last step
         # A model's saved threshold belongs to its weights: a training run finds its own (`evaluate`).
         self.null_threshold = evaluation.null_threshold(config.null_score_diff_threshold,
                                                         None if config.do_train else parts.model_dir)
@@ -51,7 +52,7 @@ class Evaluator:
         with self.parts.goodput.timer("eval"), jax.transfer_guard("allow"):
             start = time.perf_counter()
             data = self.parts.splits["predict" if split == "predict" else "eval"]
-            answers = self.predict(state, data.examples, data.features, nbest=write_files)
+            answers = self._answers(state, split, data, write_files)
             result = {} if split == "predict" else evaluation.score(
                 data.examples, answers, metric=self.config.metric, null_score_diff_threshold=self.null_threshold.value)
             if answers.null_odds is not None:  # what predictions.json abstains at
@@ -72,6 +73,20 @@ class Evaluator:
         if split == "eval" and "best_f1_thresh" in result:
             self._keep_null_threshold(result)
         return result
+
+    def _answers(self, state, split: str, data, write_files: bool) -> Answers:
+        """The split's answers. The loop's evaluation of the last step (--load_best_model_at_end has it) keeps
+        them, n-best lists too, and the final evaluation of that same state writes them instead of predicting
+        again: a recipe run evaluated its last step twice."""
+        kept, self._last_step_answers = self._last_step_answers, None
+        if split == "eval" and kept is not None and kept[0] is state:
+            log.info("final evaluation: the answers of step %d's evaluation in the train loop", int(state.step))
+            return kept[1]
+        last_step = split == "eval" and not write_files and int(state.step) == self.parts.total_steps
+        answers = self.predict(state, data.examples, data.features, nbest=write_files or last_step)
+        if last_step:
+            self._last_step_answers = (state, answers)
+        return answers
 
     def kept(self, state, trained_steps: int | None) -> dict:
         """After --load_best_model_at_end took the model back to an earlier step: {"trained_steps": the
