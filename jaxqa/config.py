@@ -70,6 +70,9 @@ class RunConfig:
     doc_stride: int = _f(128, "tokens of overlap between the windows of a long context", identity=True, group="data")
     max_query_length: int = _f(64, "questions are cut to this many tokens (counted per file in the log and "
                                "data_report.json)", identity=True, group="data")
+    train_on_all_answers: bool = _f(False, "train on every gold answer listed (several annotators'), each position "
+                                    "weighted by how many gave it (default: the first answer)", identity=True,
+                                    group="data")
     no_answer_window_share: float | None = _f(None, "with --version_2_with_negative: drop training windows, chosen once "
                                               "by --seed, until S (0 < S < 1) of them are 'no answer', those of answerable "
                                               "questions first (counted in data_report.json)", identity=True, group="data")
@@ -252,11 +255,6 @@ class RunConfig:
         """Optimizer steps of the whole run: --max_steps when set, else --num_train_epochs passes."""
         return self.max_steps if self.max_steps > 0 else max(1, math.ceil(steps_per_epoch * self.num_train_epochs))
 
-    def inert_flags(self) -> list[str]:
-        """Hugging Face flags that were set but change nothing here, each with the reason."""
-        return [f"--{f.name}: changes nothing: {f.metadata['inert']}" for f in dataclasses.fields(self)
-                if f.metadata["inert"] and getattr(self, f.name) not in (None, False)]
-
     def identity(self) -> dict:
         """The settings that make a training run that run (saved in checkpoints, compared on resume)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata["identity"]}
@@ -286,6 +284,12 @@ class RunConfig:
     @property
     def bucket(self) -> int | None:
         return None if self.pad_to_max_length else self.bucket_width
+
+
+def inert_flags(config: RunConfig) -> list[str]:
+    """Hugging Face flags that were set but change nothing here, each with the reason."""
+    return [f"--{f.name}: changes nothing: {f.metadata['inert']}" for f in dataclasses.fields(config)
+            if f.metadata["inert"] and getattr(config, f.name) not in (None, False)]
 
 
 def _cache_dir(c: RunConfig, value: str | None, default_name: str) -> str | None:

@@ -204,3 +204,25 @@ def test_windows_read_from_rust_equal_transformers_call(kind, family_tokenizers,
     assert len(set(examples.contexts)) < len(examples) / 2  # contexts are shared: each is tokenised once
     for name, got, want in zip(("ids", "types", "mask", "offsets", "sequence ids", "example"), ours, expected):
         np.testing.assert_array_equal(got, np.asarray(want), err_msg=name)
+
+
+def test_all_answers_weigh_each_annotators_span_by_how_many_gave_it(data_dir, minilm_tokenizer):
+    """SQuAD v1.1 dev question 56dde27d9a695914005b9652 ("What part of France were the Normans located?"):
+    two annotators answered "north", one "the north". With `all_answers` the window's targets are those
+    spans, counted; the labels of the first answer stay what they were."""
+    examples = load_examples(data_dir / "squad_v1.1/dev.json").select([15])
+    assert examples.ids == ["56dde27d9a695914005b9652"] and examples.answer_texts[0] == ["north", "the north", "north"]
+    first = tokenize(examples, minilm_tokenizer, max_seq_length=192, doc_stride=64)
+    every = tokenize(examples, minilm_tokenizer, max_seq_length=192, doc_stride=64, all_answers=True)
+    assert first.start_targets is None and "start_targets" not in first.train_arrays()
+    np.testing.assert_array_equal(every.start_positions, first.start_positions)
+    context, offsets = examples.contexts[0], every.offsets
+    holding = np.flatnonzero(every.start_positions != every.cls_index)
+    assert len(holding) >= 1
+    for w in holding:
+        starts = {context[offsets[w, t, 0]:]: int(n) for t, n in enumerate(every.start_targets[w]) if n}
+        ends = {context[: offsets[w, t, 1]]: int(n) for t, n in enumerate(every.end_targets[w]) if n}
+        assert {text[:9]: n for text, n in starts.items()} == {"north of ": 2, "the north": 1}
+        assert [(text[-9:], n) for text, n in ends.items()] == [("the north", 3)]
+    for w in np.setdiff1d(np.arange(len(every)), holding):  # a window without the answer: "no answer", once
+        assert every.start_targets[w].tolist() == every.end_targets[w].tolist() == [1] + [0] * 191

@@ -359,3 +359,55 @@ def test_filler_rows_stay_finite_whatever_their_labels(tiny_bert_dir, minilm_tok
     assert max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(real_grads))) < 1e-5
     _, metrics = jax.jit(train_state.train_step)(state, padded)
     assert np.isfinite(float(metrics["loss"])) and bool(metrics["params_finite"])
+
+
+def test_all_answers_loss_takes_any_annotators_span_and_leans_to_the_majority():
+    """--train_on_all_answers: with one answer per row the loss is the first-answer loss; with three
+    annotators (2 on position 1, 1 on position 2) a model sure of either gold span loses little where the
+    first-answer loss (position 2 first) would punish position 1, and gradient descent from uniform logits
+    moves the probability to the majority's position, the other gold one keeping more than the rest."""
+    one = _batch(start_targets=jax.nn.one_hot(jnp.array([1, 1]), 4, dtype=jnp.int8),
+                 end_targets=jax.nn.one_hot(jnp.array([0, 0]), 4, dtype=jnp.int8))
+    assert abs(float(qa_loss(START, END, one)) - float(qa_loss(START, END, _batch()))) < 1e-6
+    votes = jnp.array([[0, 2, 1, 0]], jnp.int8)
+    gold = dict(attention_mask=jnp.ones((1, 4), jnp.int32), start_positions=jnp.array([2]),
+                end_positions=jnp.array([2]), weights=jnp.array([1.0]))
+    every = dict(gold, start_targets=votes, end_targets=votes)
+    sure_of_1 = jnp.array([[0.0, 20.0, 0.0, 0.0]])
+    assert float(qa_loss(sure_of_1, sure_of_1, every)) < 0.5 < 10 < float(qa_loss(sure_of_1, sure_of_1, gold))
+    logits = jnp.zeros((1, 4))
+    for _ in range(200):
+        logits = logits - 1.0 * jax.grad(lambda s: qa_loss(s, s, every))(logits)
+    probs = np.asarray(jax.nn.softmax(logits))[0]
+    assert probs[1] > 0.99 and probs[2] > 2 * probs[0] == 2 * probs[3], probs
+
+
+def test_a_run_trains_on_all_answers_of_several_files_and_reads_them_back_from_the_feature_cache(
+        tmp_path, tiny_bert_dir, data_dir, caplog):
+    """--train_on_all_answers through the run: both files' windows carry their annotators' counts (v1.1's
+    train file lists 3 answers per question, v2.0's none for its unanswerable ones), the train step takes
+    them, and a second run reads the same targets from the feature cache."""
+    from jaxqa.training.trainer import Trainer
+
+    config = RunConfig(model_name_or_path=str(tiny_bert_dir), do_train=True, max_train_samples=16,
+                       train_file=f"{data_dir / 'squad_v1.1/train.json'},{data_dir / 'squad_v2.0/train.json'}",
+                       version_2_with_negative=True, max_seq_length=128, doc_stride=64, pad_to_max_length=True,
+                       per_device_train_batch_size=8, num_train_epochs=1.0, learning_rate=1e-3, logging_steps=1,
+                       seed=5, output_dir=str(tmp_path / "out"), accelerator="cpu", train_on_all_answers=True,
+                       feature_cache_dir=str(tmp_path / "features"))
+    trainer = Trainer(config)
+    feats, examples = trainer.train_features, trainer.parts.splits["train"].examples
+    votes = feats.start_targets.sum(axis=1)
+    holds = feats.start_positions != feats.cls_index
+    answers = np.array([len(a) for a in examples.answer_texts])[feats.example_index]
+    assert (votes[~holds] == 1).all() and (feats.start_targets[~holds, 0] == 1).all()  # "no answer": [CLS], once
+    assert (votes[holds] == answers[holds]).mean() > 0.9 and (answers[holds] == 3).all()
+    assert examples.is_impossible.sum() > 0 and (feats.end_targets.sum(axis=1) == votes).all()
+    history = trainer.fit()
+    losses = [row["loss"] for row in history if "loss" in row]
+    assert trainer.state_step == trainer.total_steps == len(losses) > 1 and np.isfinite(losses).all(), history
+    caplog.set_level("INFO", logger="jaxqa")
+    cached = Trainer(dataclasses.replace(config, output_dir=str(tmp_path / "again"))).train_features
+    assert caplog.text.count("read from the feature cache") == 2
+    np.testing.assert_array_equal(cached.start_targets, feats.start_targets)
+    np.testing.assert_array_equal(cached.end_targets, feats.end_targets)

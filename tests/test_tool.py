@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT, require, write_json
 
 from jaxqa.cli import build_parser, flags_table, parse_config
-from jaxqa.config import SAMPLE_DIR, RunConfig, default_run
+from jaxqa.config import SAMPLE_DIR, RunConfig, default_run, inert_flags
 
 # Every field of ModelArguments, DataTrainingArguments and TrainingArguments in Hugging Face's
 # examples/flax/question-answering/run_qa.py (plus `token` and `trust_remote_code` of later versions),
@@ -123,7 +123,7 @@ def test_hugging_face_flax_run_qa_flags_mean_the_same_here():
             got = [np.asarray(updates["dense"][name]) for name in ("kernel", "bias")]
             for name, value, want in zip(("kernel", "bias"), got, expected):
                 np.testing.assert_allclose(value, np.full_like(value, want), rtol=1e-5, err_msg=f"{name}, step {step}")
-    assert [f.split(":")[0] for f in config.inert_flags()] == ["--trust_remote_code", "--preprocessing_num_workers"]
+    assert [f.split(":")[0] for f in inert_flags(config)] == ["--trust_remote_code", "--preprocessing_num_workers"]
 
 
 def test_without_data_or_model_flags_the_default_job_takes_the_other_flags(capsys):

@@ -47,12 +47,14 @@ def cached_tokenize(examples: Examples, tokenizer, cache_dir: str | Path | None,
     if path.exists() and not overwrite:
         try:
             with np.load(path) as stored:
-                features = Features(**{name: stored[name] for name in Features.__dataclass_fields__})
+                features = Features(**{name: stored[name] for name in Features.__dataclass_fields__
+                                       if name in stored.files})
             log.info("%d features of %d examples read from the feature cache %s", len(features), len(examples), path)
             return features, True
         except Exception as err:  # noqa: BLE001 - a damaged entry is rebuilt, never trusted
             log.warning("feature cache %s is unreadable (%s); tokenising again", path, err)
     features = tokenize(examples, tokenizer, **settings)
     with atomic.replacing(path, shared=True) as tmp, open(tmp, "wb") as file:
-        np.savez(file, **{name: getattr(features, name) for name in Features.__dataclass_fields__})
+        np.savez(file, **{name: getattr(features, name) for name in Features.__dataclass_fields__
+                          if getattr(features, name) is not None})
     return features, False

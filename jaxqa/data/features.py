@@ -32,6 +32,9 @@ class Features:
     start_positions: np.ndarray  # int32 [n]
     end_positions: np.ndarray  # int32 [n]
     question_cut: np.ndarray | None = None  # bool [n]: the window's question was cut to max_query_length
+    # With all_answers (--train_on_all_answers): how many gold answers start / end at each position (`_answer_targets`)
+    start_targets: np.ndarray | None = None  # int8 [n, seq]
+    end_targets: np.ndarray | None = None  # int8 [n, seq]
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -47,7 +50,10 @@ class Features:
 
     def train_arrays(self) -> dict[str, np.ndarray]:
         """Model inputs plus labels (the train batch fields)."""
-        return {**self.model_inputs(), "start_positions": self.start_positions, "end_positions": self.end_positions}
+        targets = {} if self.start_targets is None else {"start_targets": self.start_targets,
+                                                         "end_targets": self.end_targets}
+        return {**self.model_inputs(), "start_positions": self.start_positions, "end_positions": self.end_positions,
+                **targets}
 
     def select(self, rows: np.ndarray) -> Features:
         """These windows only, in the order given (example_index unchanged: it still points into the same Examples)."""
@@ -124,8 +130,9 @@ def _check_room(room: np.ndarray, c_len: np.ndarray, q_len: np.ndarray, cut: np.
 
 
 def tokenize(examples: Examples, tokenizer, *, max_seq_length: int = 384, doc_stride: int = 128,
-             max_query_length: int = 64) -> Features:
-    """Tokenise all examples into windows with labels (first gold answer) and context offsets."""
+             max_query_length: int = 64, all_answers: bool = False) -> Features:
+    """Tokenise all examples into windows with labels (the first gold answer; with `all_answers` every gold
+    answer, as `start_targets`/`end_targets`) and context offsets."""
     check_window(max_seq_length, doc_stride, max_query_length, tokenizer)
     # As Hugging Face's QA pipeline: a tokenizer that pads on the left (XLNet-style) wants the context
     # first and the question second. The arrays are padded on the right all the same: batching
@@ -138,10 +145,10 @@ def tokenize(examples: Examples, tokenizer, *, max_seq_length: int = 384, doc_st
     is_context = windows.sequence_ids == (1 if question_first else 0)
     offsets = np.where(is_context[..., None], windows.offsets, -1).astype(np.int32)
     cls_index = _cls_index(windows.input_ids, tokenizer)
-    start_positions, end_positions = _label_windows(examples, windows.example_index, offsets, is_context, cls_index,
-                                                    windows.context_start)
+    label = _answer_targets if all_answers else _label_windows
+    labels = label(examples, windows.example_index, offsets, is_context, cls_index, windows.context_start)
     return Features(windows.input_ids, windows.token_type_ids, windows.attention_mask, offsets, windows.example_index,
-                    cls_index, start_positions, end_positions, windows.question_cut)
+                    cls_index, *labels[:2], windows.question_cut, *labels[2:])
 
 
 def _truncate_questions(questions: list[str], backend, max_query_length: int) -> tuple[list, list[int]]:
@@ -329,17 +336,14 @@ def _cls_index(input_ids: np.ndarray, tokenizer) -> np.ndarray:
     return np.where(is_cls.any(axis=1), is_cls.argmax(axis=1), 0).astype(np.int32)
 
 
-def _label_windows(examples: Examples, example_index, offsets, is_context, cls_index, context_start):
-    """Token start/end of the first gold answer per window: the smallest token span covering the answer's
-    characters (the tokens overlapping it; characters no token holds, like spaces or stripped accents,
-    count for nothing), in the windows that hold that whole span; CLS elsewhere and when unanswerable."""
+def _answer_tokens(char_start, char_end, example_index, offsets, is_context, context_start):
+    """Per window, the smallest token span covering one answer per example ([examples] character start and
+    end, start -1 for none: the tokens overlapping its characters; characters no token holds, like spaces or
+    stripped accents, count for nothing), and whether the window holds that whole span."""
     seq = offsets.shape[1]
-    has_answer = np.array([bool(t) for t in examples.answer_texts], dtype=bool)
-    char_start = np.array([s[0] if s else -1 for s in examples.answer_starts], dtype=np.int64)
-    char_end = char_start + np.array([len(t[0]) if t else 0 for t in examples.answer_texts])
     a_start, a_end = char_start[example_index, None], char_end[example_index, None]
-    overlaps = (is_context & has_answer[example_index, None] & (offsets[..., 1] > a_start)
-                & (offsets[..., 0] < a_end) & (offsets[..., 1] > offsets[..., 0]))
+    overlaps = (is_context & (a_start >= 0) & (offsets[..., 1] > a_start) & (offsets[..., 0] < a_end)
+                & (offsets[..., 1] > offsets[..., 0]))
     positions = np.arange(seq)
     start_tok = np.where(overlaps, positions, seq).min(axis=1)
     end_tok = np.where(overlaps, positions, -1).max(axis=1)
@@ -350,13 +354,50 @@ def _label_windows(examples: Examples, example_index, offsets, is_context, cls_i
     found = overlaps.any(axis=1)
     first_global = np.where(found, start_tok + shift, np.iinfo(np.int64).max)
     last_global = np.where(found, end_tok + shift, -1)
-    span_first = np.full(len(examples), np.iinfo(np.int64).max)
-    span_last = np.full(len(examples), -1)
+    span_first = np.full(len(char_start), np.iinfo(np.int64).max)
+    span_last = np.full(len(char_start), -1)
     np.minimum.at(span_first, example_index, first_global)
     np.maximum.at(span_last, example_index, last_global)
     inside = found & (first_global == span_first[example_index]) & (last_global == span_last[example_index])
+    return start_tok, end_tok, inside
+
+
+def _answer_chars(examples: Examples, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Character start and end of each example's k-th gold answer (-1, -1 where it has fewer)."""
+    start = np.array([s[k] if len(s) > k else -1 for s in examples.answer_starts], dtype=np.int64)
+    length = np.array([len(t[k]) if len(t) > k else 0 for t in examples.answer_texts], dtype=np.int64)
+    return start, np.where(start >= 0, start + length, -1)
+
+
+def _label_windows(examples: Examples, example_index, offsets, is_context, cls_index, context_start):
+    """Token start/end of the first gold answer per window (`_answer_tokens`), in the windows that hold that
+    whole span; CLS elsewhere and when unanswerable."""
+    start_tok, end_tok, inside = _answer_tokens(*_answer_chars(examples, 0), example_index, offsets, is_context,
+                                                context_start)
     return (np.where(inside, start_tok, cls_index).astype(np.int32),
             np.where(inside, end_tok, cls_index).astype(np.int32))
+
+
+def _answer_targets(examples: Examples, example_index, offsets, is_context, cls_index, context_start):
+    """Every gold answer as a training target: per window, how many of its example's answers start and end
+    at each position ([windows, seq] int8, an answer counted where the window holds it whole, so that
+    annotators who agree weigh more), CLS counted once where the window holds none; and as start/end labels
+    the first answer the window holds (CLS where none), which say "no answer" exactly where the targets do."""
+    rows = np.arange(len(offsets))
+    starts, ends = np.zeros(offsets.shape[:2], np.int8), np.zeros(offsets.shape[:2], np.int8)
+    first_start, first_end = np.full(len(rows), -1), np.full(len(rows), -1)
+    for k in range(max(map(len, examples.answer_texts), default=0)):  # over answer slots: a handful
+        start_tok, end_tok, inside = _answer_tokens(*_answer_chars(examples, k), example_index, offsets, is_context,
+                                                    context_start)
+        np.add.at(starts, (rows[inside], start_tok[inside]), 1)
+        np.add.at(ends, (rows[inside], end_tok[inside]), 1)
+        first = inside & (first_start < 0)
+        first_start, first_end = np.where(first, start_tok, first_start), np.where(first, end_tok, first_end)
+    none = first_start < 0
+    starts[rows[none], cls_index[none]] = 1
+    ends[rows[none], cls_index[none]] = 1
+    return (np.where(none, cls_index, first_start).astype(np.int32),
+            np.where(none, cls_index, first_end).astype(np.int32), starts, ends)
 
 
 def checked_features(examples: Examples, tokenizer, *, training: bool, on_bad_record: str = "error",

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from jaxqa import clock, sharding
-from jaxqa.config import RunConfig
+from jaxqa.config import RunConfig, inert_flags
 from jaxqa.data import batching, feature_cache, hub, overlap, repeats, window_share
 from jaxqa.data.examples import REPORT_IDS, Examples, describe, file_report, load_examples
 from jaxqa.data.features import Features, check_window, checked_features, load_tokenizer
@@ -77,7 +77,8 @@ class Split:
         if any(x is None for x in columns["question_cut"]):
             columns["question_cut"] = [np.zeros(len(x), bool) if c is None else c
                                        for x, c in zip(features, columns["question_cut"])]
-        return cls(merged, Features(**{name: np.concatenate(arrays) for name, arrays in columns.items()}))
+        return cls(merged, Features(**{name: None if arrays[0] is None else np.concatenate(arrays)
+                                       for name, arrays in columns.items()}))
 
 
 @dataclasses.dataclass
@@ -131,7 +132,7 @@ def load_split(config: RunConfig, path: str, limit: int | None, tokenizer, repor
     examples, features = checked_features(
         examples, tokenizer, training=training, on_bad_record=c.on_bad_record,
         max_seq_length=c.max_seq_length, doc_stride=c.doc_stride, max_query_length=c.max_query_length,
-        tokenize_fn=lambda ex, tok, **window: feature_cache.cached_tokenize(
+        **({"all_answers": True} if training and c.train_on_all_answers else {}), tokenize_fn=lambda ex, tok, **window: feature_cache.cached_tokenize(
             ex, tok, cache_dir, overwrite=c.overwrite_cache, **window)[0])
     found = report.add(path, examples)
     if shared:
@@ -199,7 +200,7 @@ def set_up_run(config: RunConfig, *, mesh=None) -> RunParts:
     if config.dataset_name:
         config = dataclasses.replace(config, **hub.dataset_files(config, Path(config.output_dir)))
     push_repo = hub.check_push(config) if config.push_to_hub else None
-    for note in config.inert_flags():
+    for note in inert_flags(config):
         log.info("%s", note)
     mesh = mesh or sharding.make_mesh(select_devices(config.accelerator), config.mesh)
     config = resolve_dtype(config, mesh)

@@ -13,11 +13,21 @@ from jaxqa.models.loading import forward
 DROPOUT_PRNG = "rbg"
 
 
-def span_cross_entropy(logits, positions, attention_mask):
-    """Per-example cross-entropy of the gold position among the example's own (unpadded) tokens."""
+def span_cross_entropy(logits, positions, attention_mask, targets=None):
+    """Per-example cross-entropy of the gold position among the example's own (unpadded) tokens. With
+    `targets` ([batch, seq] counts of gold answers per position, --train_on_all_answers): minus the log of
+    the probability the model puts on the gold positions, each weighed by its share of the answers, so
+    that any annotator's answer counts as right and the one most agree on most (one answer: the same loss)."""
     logits = jnp.where(attention_mask > 0, logits.astype(jnp.float32), -jnp.inf)
     log_probs = jax.nn.log_softmax(logits, axis=-1)
-    return -jnp.take_along_axis(log_probs, positions[:, None], axis=-1)[:, 0]
+    if targets is None:
+        return -jnp.take_along_axis(log_probs, positions[:, None], axis=-1)[:, 0]
+    counts = targets.astype(jnp.float32)
+    # a filler row (weight 0, selected out of the loss) may have lost its targets to the batch's cut: it
+    # points at position 0, a real token of every row, so that nothing non-finite reaches the gradient
+    counts = jnp.where(jnp.sum(counts, axis=-1, keepdims=True) > 0, counts, jax.nn.one_hot(0, counts.shape[-1]))
+    share = counts / jnp.sum(counts, axis=-1, keepdims=True)
+    return -jax.nn.logsumexp(jnp.where(share > 0, log_probs, -jnp.inf), axis=-1, b=share)
 
 
 def no_answer_cross_entropy(no_answer_logits, start_positions):
@@ -35,8 +45,9 @@ def summed_loss(start_logits, end_logits, batch, no_answer_logits=None, answerab
 
     Weight-0 rows are selected out, not multiplied by 0: a filler row's labels may lie past the batch's
     length (NaN x 0 is NaN), and `where` also stops any non-finite value of theirs in the gradient."""
-    per_example = 0.5 * (span_cross_entropy(start_logits, batch["start_positions"], batch["attention_mask"])
-                         + span_cross_entropy(end_logits, batch["end_positions"], batch["attention_mask"]))
+    mask = batch["attention_mask"]
+    per_example = 0.5 * (span_cross_entropy(start_logits, batch["start_positions"], mask, batch.get("start_targets"))
+                         + span_cross_entropy(end_logits, batch["end_positions"], mask, batch.get("end_targets")))
     if no_answer_logits is not None:
         per_example = per_example + answerability_weight * no_answer_cross_entropy(no_answer_logits,
                                                                                     batch["start_positions"])
