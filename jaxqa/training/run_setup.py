@@ -128,12 +128,12 @@ def load_split(config: RunConfig, path: str, limit: int | None, tokenizer, repor
     elif shared:
         log.warning("%s: %s: scores there measure memory, not generalisation; --on_eval_overlap drop leaves "
                     "them out of training", path, overlap.describe(shared))
-    cache_dir = c.feature_cache
     examples, features = checked_features(
         examples, tokenizer, training=training, on_bad_record=c.on_bad_record,
         max_seq_length=c.max_seq_length, doc_stride=c.doc_stride, max_query_length=c.max_query_length,
-        **({"all_answers": True} if training and c.train_on_all_answers else {}), tokenize_fn=lambda ex, tok, **window: feature_cache.cached_tokenize(
-            ex, tok, cache_dir, overwrite=c.overwrite_cache, **window)[0])
+        all_answers=training and c.train_on_all_answers,
+        tokenize_fn=lambda ex, tok, **window: feature_cache.cached_tokenize(
+            ex, tok, c.feature_cache, overwrite=c.overwrite_cache, **window)[0])
     found = report.add(path, examples)
     if shared:
         found["eval_overlap"] = shared
@@ -152,7 +152,11 @@ def load_split(config: RunConfig, path: str, limit: int | None, tokenizer, repor
         log.warning("%s: %d question(s) are longer than --max_query_length %d tokens and were cut to it (e.g. %s); "
                     "a larger --max_query_length would keep them whole", path, len(examples.questions_cut),
                     c.max_query_length, ", ".join(examples.questions_cut[:REPORT_IDS]))
-    log.info("%s: %d examples -> %d features (%.1fs)", path, len(examples), len(features), time.perf_counter() - t0)
+    several = "" if features.start_targets is None else (
+        f", {int(((features.start_targets > 0).sum(axis=1) > 1).sum())} of them with several answers' starts "
+        "to learn (--train_on_all_answers)")
+    log.info("%s: %d examples -> %d features%s (%.1fs)", path, len(examples), len(features), several,
+             time.perf_counter() - t0)
     return Split(examples, features)
 
 
