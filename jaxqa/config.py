@@ -85,8 +85,7 @@ class RunConfig:
                                                  "this (default: the threshold saved with the model by its "
                                                  "evaluation, else 0.0; the log says which)", group="evaluation")
     metric: Literal["auto", "squad", "squad_v2", "cmrc"] = _f("auto", "scoring: auto picks squad_v2 for data with "
-                                                              "unanswerable questions, cmrc for Chinese, else squad",
-                                                              group="evaluation")
+                                                              "unanswerable questions, cmrc for Chinese, else squad", group="evaluation")
     pad_to_max_length: bool = _f(False, "pad every batch to max_seq_length instead of length buckets",
                                  identity=True, group="speed")
     bucket_width: int = _f(64, "length buckets are multiples of this many tokens", identity=True, group="speed")
@@ -122,11 +121,14 @@ class RunConfig:
     ema_decay: float = _f(0.0, "keep an exponential moving average of the parameters (float32, decay min(D, (1 + "
                           "step) / (10 + step))) and evaluate and export it instead of the raw weights (0: off)",
                           identity=True, group="training")
-    answerability_head: bool = _f(False, "SQuAD v2.0 training: also train a no-answer logit on the [CLS] vector "
-                                  "(ELECTRA's head), added to each window's null score; kept beside the exported "
-                                  "model (answerability_head.safetensors)", identity=True, group="training")
+    answerability_head: bool = _f(False, "SQuAD v2.0 training: also train a no-answer logit on the [CLS] vector (ELECTRA's "
+                                  "head), added to each window's null score; kept beside the exported model "
+                                  "(answerability_head.safetensors)", identity=True, group="training")
     answerability_loss_weight: float = _f(0.5, "--answerability_head's weight beside the span loss (ELECTRA's 0.5)",
                                           identity=True, group="training")
+    plausible_answer_loss_weight: float = _f(0.0, "SQuAD v2.0 training: W > 0 also trains a span head (not exported) "
+                                             "on unanswerable questions' plausible answers (and the others' answers), "
+                                             "at weight W beside the span loss", identity=True, group="training")
     logging_steps: int = _f(50, "every N steps, log the loss (mean over those N steps), learning rate and "
                             "throughput", in_program=False, group="output")
     report_to: Literal["all", "tensorboard", "none"] = _f(
@@ -374,6 +376,11 @@ def _check_heads(c: RunConfig) -> None:
                           "and --version_2_with_negative (a model trained with it uses it wherever it is loaded)")
     if c.answerability_head and not c.answerability_loss_weight > 0:
         raise ConfigError(f"--answerability_loss_weight must be positive, got {c.answerability_loss_weight}")
+    if c.plausible_answer_loss_weight < 0:
+        raise ConfigError(f"--plausible_answer_loss_weight must be >= 0 (0: off), got {c.plausible_answer_loss_weight}")
+    if c.plausible_answer_loss_weight and not (c.version_2_with_negative and c.do_train):
+        raise ConfigError("--plausible_answer_loss_weight trains on the plausible answers of SQuAD v2.0's "
+                          "unanswerable questions: it needs --do_train and --version_2_with_negative")
 
 
 def default_run() -> RunConfig:

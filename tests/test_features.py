@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from jaxqa.data.examples import load_examples
 from jaxqa.data.features import load_tokenizer, tokenize
-from jaxqa.errors import ConfigError
+from jaxqa.errors import ConfigError, DataError
 
 
 def _check_labels(examples, feats):
@@ -204,6 +205,41 @@ def test_windows_read_from_rust_equal_transformers_call(kind, family_tokenizers,
     assert len(set(examples.contexts)) < len(examples) / 2  # contexts are shared: each is tokenised once
     for name, got, want in zip(("ids", "types", "mask", "offsets", "sequence ids", "example"), ours, expected):
         np.testing.assert_array_equal(got, np.asarray(want), err_msg=name)
+
+
+def test_plausible_labels_point_at_the_span_an_unanswerable_question_tempts_with(data_dir, minilm_tokenizer, tmp_path):
+    """SQuAD v2.0 train question 5ad5316b5b96ef001a10ab73 ("What branch of theoretical computer class deals with
+    broadly classifying computational problems ...?") has no answer; its plausible answer is "Computational
+    complexity theory". With `plausible` the auxiliary labels point at that span while the QA labels stay at
+    [CLS]; an answerable question's auxiliary labels are its answer's. A plausible answer that does not match
+    its context is a bad record, named, when they are loaded, and ignored when not."""
+    examples = load_examples(data_dir / "squad_v2.0/train.json", plausible=True).select(range(40))
+    plain = tokenize(examples, minilm_tokenizer, max_seq_length=192, doc_stride=64)
+    aux = tokenize(examples, minilm_tokenizer, max_seq_length=192, doc_stride=64, plausible=True)
+    assert plain.plausible_start_positions is None and "plausible_start_positions" not in plain.train_arrays()
+    np.testing.assert_array_equal(aux.start_positions, plain.start_positions)
+    answerable = ~examples.is_impossible[aux.example_index]
+    assert 0 < answerable.sum() < len(aux)
+    np.testing.assert_array_equal(aux.plausible_start_positions[answerable], aux.start_positions[answerable])
+    np.testing.assert_array_equal(aux.plausible_end_positions[answerable], aux.end_positions[answerable])
+    tempting = np.flatnonzero(~answerable & (aux.plausible_start_positions != aux.cls_index))
+    assert (aux.start_positions[~answerable] == aux.cls_index[~answerable]).all() and len(tempting) > 10
+    spans = {}
+    for w in tempting:  # the smallest token span covering the plausible answer (mid-word ones included)
+        i, (first, last) = aux.example_index[w], aux.offsets[w, [aux.plausible_start_positions[w],
+                                                                  aux.plausible_end_positions[w]]]
+        start, text = examples.plausible_starts[i][0], examples.plausible_texts[i][0]
+        assert first[0] <= start < first[1] and last[0] < start + len(text) <= last[1], (examples.ids[i], text)
+        spans[examples.ids[i]] = examples.contexts[i][first[0]:last[1]]
+    assert spans["5ad5316b5b96ef001a10ab73"] == "Computational complexity theory"
+    record = {"id": "q1", "question": "Who?", "context": "Ada wrote it.", "answers": [], "is_impossible": True,
+              "plausible_answers": [{"text": "Ada", "answer_start": 4}]}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"version": "v2.0", "data": [{"title": "t", "paragraphs": [
+        {"context": record.pop("context"), "qas": [record]}]}]}))
+    assert load_examples(path).is_impossible.tolist() == [True]
+    with pytest.raises(DataError, match=r"bad.json: .*'q1'.* \(its plausible_answers\).*answer_start 4 does not match"):
+        load_examples(path, plausible=True)
 
 
 def test_all_answers_weigh_each_annotators_span_by_how_many_gave_it(data_dir, minilm_tokenizer):

@@ -411,3 +411,43 @@ def test_a_run_trains_on_all_answers_of_several_files_and_reads_them_back_from_t
     assert caplog.text.count("read from the feature cache") == 2
     np.testing.assert_array_equal(cached.start_targets, feats.start_targets)
     np.testing.assert_array_equal(cached.end_targets, feats.end_targets)
+
+
+def test_a_run_trains_the_plausible_answer_head_beside_the_others_and_exports_without_it(
+        tmp_path, tiny_bert_dir, data_dir, caplog):
+    """--plausible_answer_loss_weight through the run, on SQuAD v2.0's train file: its windows carry the auxiliary
+    labels (an unanswerable question's plausible answer, counted in the log), the train step moves the auxiliary
+    head, every other parameter starts as it would without the flag, and the exported model has no trace of it."""
+    from flax import nnx
+    from safetensors.numpy import load_file
+
+    from jaxqa.models.loading import load_model
+    from jaxqa.training.trainer import Trainer
+
+    config = RunConfig(model_name_or_path=str(tiny_bert_dir), do_train=True, max_train_samples=24,
+                       train_file=str(data_dir / "squad_v2.0/train.json"), version_2_with_negative=True,
+                       max_seq_length=128, doc_stride=64, pad_to_max_length=True, per_device_train_batch_size=8,
+                       num_train_epochs=1.0, learning_rate=1e-3, logging_steps=1, seed=5, accelerator="cpu",
+                       output_dir=str(tmp_path / "out"), plausible_answer_loss_weight=1.0)
+    caplog.set_level("INFO", logger="jaxqa")
+    trainer = Trainer(config)
+    feats, examples = trainer.train_features, trainer.parts.splits["train"].examples
+    tempting = feats.plausible_start_positions != feats.start_positions
+    assert tempting.sum() > 0 and examples.is_impossible[feats.example_index[tempting]].all()
+    assert f"{int(tempting.sum())} of them with a plausible answer for the auxiliary span head" in caplog.text
+    def plain(params):
+        return jax.tree.map(np.asarray, nnx.to_pure_dict(params))
+
+    without = plain(train_state.create_train_state(dataclasses.replace(config, plausible_answer_loss_weight=0.0),
+                                                   tiny_bert_dir, total_steps=1).params)
+    start = plain(trainer.state.params)
+    assert set(start) - set(without) == {"plausible_outputs"}
+    jax.tree.map(np.testing.assert_array_equal, {k: v for k, v in start.items() if k in without}, without)
+    history = trainer.fit()
+    assert trainer.state_step == trainer.total_steps == len([r for r in history if "loss" in r]) > 1
+    moved = np.abs(plain(trainer.state.params)["plausible_outputs"]["kernel"] - start["plausible_outputs"]["kernel"])
+    moved = moved.max()
+    assert moved > 1e-4, moved
+    exported = trainer.save_model()
+    assert not [name for name in load_file(str(exported / "model.safetensors")) if "plausible" in name]
+    assert "plausible_outputs" not in nnx.to_pure_dict(load_model(exported)[1])

@@ -34,6 +34,10 @@ class Examples:
     skipped: list[dict] = dataclasses.field(default_factory=list)  # bad records left out, with the reason
     unlabelled: list[str] = dataclasses.field(default_factory=list)  # ids of answers no training window holds
     questions_cut: list[str] = dataclasses.field(default_factory=list)  # ids of questions cut to max_query_length
+    # SQuAD v2.0's plausible answers of unanswerable questions ([] elsewhere), loaded when asked for
+    # (--plausible_answer_loss_weight); None when not loaded
+    plausible_texts: list[list[str]] | None = None
+    plausible_starts: list[list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -49,6 +53,8 @@ class Examples:
             is_impossible=self.is_impossible[indices],
             source=self.source,
             skipped=self.skipped,
+            plausible_texts=None if self.plausible_texts is None else [self.plausible_texts[i] for i in indices],
+            plausible_starts=None if self.plausible_starts is None else [self.plausible_starts[i] for i in indices],
         )
 
 
@@ -225,6 +231,17 @@ def _check_answer(path: Path, where: str, context: str, i: int, text, start) -> 
             "fix answer_start, or pass --on_bad_record skip to leave such records out", "answer_mismatch")
 
 
+def _plausible_answers(path: Path, where: str, rec: dict) -> tuple[list, list]:
+    """(texts, starts) of an unanswerable record's `plausible_answers` (SQuAD v2.0: the span a reader is
+    tempted by), checked as answers are; none where the record has none."""
+    if "plausible_answers" not in rec:
+        return [], []
+    texts, starts = _answers(path, f"{where} (its plausible_answers)", {"answers": rec["plausible_answers"]})
+    for i, (text, start) in enumerate(zip(texts, starts)):
+        _check_answer(path, f"{where} (its plausible_answers)", rec["context"], i, text, start)
+    return texts, starts
+
+
 def _check_record(path: Path, where: str, rec: dict, nested: bool, require_answers: bool, seen: dict):
     """(texts, starts, is_impossible) of a valid record; BadRecord naming the record and its problem otherwise."""
     for field in ("id", "question", "context"):
@@ -281,8 +298,10 @@ def file_report(examples: Examples) -> dict:
     return report
 
 
-def load_examples(path: str | Path, *, require_answers: bool = True, on_bad_record: str = "error") -> Examples:
-    """Load and validate one SQuAD-format file. `require_answers` is off for prediction files.
+def load_examples(path: str | Path, *, require_answers: bool = True, on_bad_record: str = "error",
+                  plausible: bool = False) -> Examples:
+    """Load and validate one SQuAD-format file. `require_answers` is off for prediction files; `plausible`
+    also loads (and checks) the plausible answers of unanswerable questions.
 
     Every record is checked. With `on_bad_record="error"` the first bad record raises DataError (its
     message also counts the others by kind); with `"skip"` bad records are left out and listed in
@@ -290,11 +309,13 @@ def load_examples(path: str | Path, *, require_answers: bool = True, on_bad_reco
     """
     path = Path(path)
     ids, questions, contexts, texts_col, starts_col, impossible, skipped = [], [], [], [], [], [], []
+    plausible_texts, plausible_starts = [], []
     first_error = None
     seen: dict[str, str] = {}
     for where, rec, nested in _flat_records(path, _read_json(path)):
         try:
             texts, starts, is_imp = _check_record(path, where, rec, nested, require_answers, seen)
+            tempting = _plausible_answers(path, where, rec) if plausible and is_imp else ([], [])
         except BadRecord as err:
             first_error = first_error or err
             usable_id = isinstance(rec.get("id"), str) and _surrogate_at(rec["id"]) is None  # (skipped_records.jsonl)
@@ -308,6 +329,8 @@ def load_examples(path: str | Path, *, require_answers: bool = True, on_bad_reco
         texts_col.append(texts)
         starts_col.append(starts)
         impossible.append(is_imp)
+        plausible_texts.append(tempting[0])
+        plausible_starts.append(tempting[1])
     if first_error is not None and on_bad_record != "skip":
         others = f" [{len(skipped)} bad records in this file: {describe(problem_report(skipped))}]" if len(skipped) > 1 else ""
         raise DataError(f"{first_error}{others}")
@@ -316,4 +339,6 @@ def load_examples(path: str | Path, *, require_answers: bool = True, on_bad_reco
         raise DataError(f"{path}: no examples found{reason}; the file holds no usable questions")
     examples = Examples(ids, questions, contexts, texts_col, starts_col, np.array(impossible, dtype=bool), str(path))
     examples.skipped = skipped
+    if plausible:
+        examples.plausible_texts, examples.plausible_starts = plausible_texts, plausible_starts
     return examples

@@ -28,7 +28,8 @@ def cache_key(examples: Examples, tokenizer, **settings) -> str:
     for column in (examples.ids, examples.questions, examples.contexts):
         digest.update("\x1f".join(column).encode("utf-8", "surrogatepass"))
         digest.update(b"\x1e")
-    digest.update(repr((examples.answer_texts, examples.answer_starts)).encode("utf-8", "surrogatepass"))
+    digest.update(repr((examples.answer_texts, examples.answer_starts, examples.plausible_texts,
+                        examples.plausible_starts)).encode("utf-8", "surrogatepass"))
     definition = json.loads(tokenizer.backend_tokenizer.to_str())
     for call_state in ("truncation", "padding"):  # set by each call, not part of the tokenizer
         definition.pop(call_state, None)

@@ -35,6 +35,10 @@ class Features:
     # With all_answers (--train_on_all_answers): how many gold answers start / end at each position (`_answer_targets`)
     start_targets: np.ndarray | None = None  # int8 [n, seq]
     end_targets: np.ndarray | None = None  # int8 [n, seq]
+    # With plausible (--plausible_answer_loss_weight): the auxiliary head's labels, the first gold answer or, for
+    # an unanswerable question, its first plausible answer (`_plausible_labels`)
+    plausible_start_positions: np.ndarray | None = None  # int32 [n]
+    plausible_end_positions: np.ndarray | None = None  # int32 [n]
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -50,10 +54,9 @@ class Features:
 
     def train_arrays(self) -> dict[str, np.ndarray]:
         """Model inputs plus labels (the train batch fields)."""
-        targets = {} if self.start_targets is None else {"start_targets": self.start_targets,
-                                                         "end_targets": self.end_targets}
+        optional = ("start_targets", "end_targets", "plausible_start_positions", "plausible_end_positions")
         return {**self.model_inputs(), "start_positions": self.start_positions, "end_positions": self.end_positions,
-                **targets}
+                **{name: getattr(self, name) for name in optional if getattr(self, name) is not None}}
 
     def select(self, rows: np.ndarray) -> Features:
         """These windows only, in the order given (example_index unchanged: it still points into the same Examples)."""
@@ -130,9 +133,10 @@ def _check_room(room: np.ndarray, c_len: np.ndarray, q_len: np.ndarray, cut: np.
 
 
 def tokenize(examples: Examples, tokenizer, *, max_seq_length: int = 384, doc_stride: int = 128,
-             max_query_length: int = 64, all_answers: bool = False) -> Features:
+             max_query_length: int = 64, all_answers: bool = False, plausible: bool = False) -> Features:
     """Tokenise all examples into windows with labels (the first gold answer; with `all_answers` every gold
-    answer, as `start_targets`/`end_targets`) and context offsets."""
+    answer, as `start_targets`/`end_targets`; with `plausible` the auxiliary labels `_plausible_labels`) and
+    context offsets."""
     check_window(max_seq_length, doc_stride, max_query_length, tokenizer)
     # As Hugging Face's QA pipeline: a tokenizer that pads on the left (XLNet-style) wants the context
     # first and the question second. The arrays are padded on the right all the same: batching
@@ -146,9 +150,12 @@ def tokenize(examples: Examples, tokenizer, *, max_seq_length: int = 384, doc_st
     offsets = np.where(is_context[..., None], windows.offsets, -1).astype(np.int32)
     cls_index = _cls_index(windows.input_ids, tokenizer)
     label = _answer_targets if all_answers else _label_windows
-    labels = label(examples, windows.example_index, offsets, is_context, cls_index, windows.context_start)
+    where = (windows.example_index, offsets, is_context, cls_index, windows.context_start)
+    labels = label(examples, *where)
+    targets = labels[2:] if all_answers else (None, None)
     return Features(windows.input_ids, windows.token_type_ids, windows.attention_mask, offsets, windows.example_index,
-                    cls_index, *labels[:2], windows.question_cut, *labels[2:])
+                    cls_index, *labels[:2], windows.question_cut, *targets,
+                    *(_plausible_labels(examples, *where) if plausible else ()))
 
 
 def _truncate_questions(questions: list[str], backend, max_query_length: int) -> tuple[list, list[int]]:
@@ -367,6 +374,21 @@ def _answer_chars(examples: Examples, k: int) -> tuple[np.ndarray, np.ndarray]:
     start = np.array([s[k] if len(s) > k else -1 for s in examples.answer_starts], dtype=np.int64)
     length = np.array([len(t[k]) if len(t) > k else 0 for t in examples.answer_texts], dtype=np.int64)
     return start, np.where(start >= 0, start + length, -1)
+
+
+def _plausible_labels(examples: Examples, example_index, offsets, is_context, cls_index, context_start):
+    """Token start/end per window of the span the auxiliary head learns: the first gold answer, or for an
+    unanswerable question its first plausible answer (SQuAD v2.0's tempting span); CLS in windows that do not
+    hold it whole and for questions with neither."""
+    if examples.plausible_texts is None:
+        raise DataError(f"{examples.source}: the plausible answers were not loaded (load_examples(plausible=True))")
+    start, end = _answer_chars(examples, 0)
+    tempting = np.array([s[0] if s else -1 for s in examples.plausible_starts], dtype=np.int64)
+    tempting_end = tempting + np.array([len(t[0]) if t else 0 for t in examples.plausible_texts], dtype=np.int64)
+    start, end = np.where(start >= 0, start, tempting), np.where(start >= 0, end, tempting_end)
+    start_tok, end_tok, inside = _answer_tokens(start, end, example_index, offsets, is_context, context_start)
+    return (np.where(inside, start_tok, cls_index).astype(np.int32),
+            np.where(inside, end_tok, cls_index).astype(np.int32))
 
 
 def _label_windows(examples: Examples, example_index, offsets, is_context, cls_index, context_start):

@@ -371,11 +371,17 @@ class EncoderForQuestionAnswering(nnx.Module):
     state at position 0 and gives a "this window holds no answer" logit [batch], returned third: ELECTRA's
     and Retro-Reader's answerability score from the [CLS] vector (every supported family's tokenizer puts
     [CLS]/<s> first and jaxqa pads on the right, so position 0 is it, as Hugging Face's poolers read it).
-    It lives outside the Hugging Face QA head, so `transformers` loads the export unchanged."""
+    It lives outside the Hugging Face QA head, so `transformers` loads the export unchanged.
+
+    With `plausible` (--plausible_answer_loss_weight), one more float32 Dense gives a second pair of start/end
+    logits, asked for by `plausible_span=True` (training only, returned last): an auxiliary reader that points
+    at an unanswerable question's plausible answer where the QA head learns [CLS] (Read + Verify's auxiliary
+    span loss), so that the encoder learns where such a question leads. It is not exported."""
 
     def __init__(self, cfg: EncoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, fused_attention: bool = False,
                  remat: bool = False, platform: str | None = None, padding_side: str = "right",
-                 attention_kernel: str | None = None, cudnn_as_xla: bool = False, answerability: bool = False):
+                 attention_kernel: str | None = None, cudnn_as_xla: bool = False, answerability: bool = False,
+                 plausible: bool = False):
         self.config = cfg
         plan = plan_attention(cfg, dtype, fused=fused_attention, platform=platform, padding_side=padding_side,
                               kernel=attention_kernel, cudnn_as_xla=cudnn_as_xla)
@@ -385,13 +391,20 @@ class EncoderForQuestionAnswering(nnx.Module):
         self.qa_outputs = _dense(cfg, cfg.hidden_size, 2, rngs, jnp.float32, ("embed", "classes"))
         if answerability:
             self.answerability = _dense(cfg, cfg.hidden_size, 1, rngs, jnp.float32, ("embed", "classes"))
+        if plausible:  # created last: the other heads' initialisation stays as it was
+            self.plausible_outputs = _dense(cfg, cfg.hidden_size, 2, rngs, jnp.float32, ("embed", "classes"))
 
-    def __call__(self, input_ids, token_type_ids, attention_mask, *, deterministic: bool = True, rngs=None):
+    def __call__(self, input_ids, token_type_ids, attention_mask, *, deterministic: bool = True, rngs=None,
+                 plausible_span: bool = False):
         hidden = self.encoder(
             input_ids, token_type_ids, attention_mask, deterministic=deterministic, rngs=rngs
         )
         hidden = self.qa_dropout(hidden, deterministic=deterministic, rngs=rngs)
         logits = self.qa_outputs(hidden.astype(jnp.float32))
-        if not hasattr(self, "answerability"):
-            return logits[..., 0], logits[..., 1]
-        return logits[..., 0], logits[..., 1], self.answerability(hidden[:, 0].astype(jnp.float32))[:, 0]
+        outputs = (logits[..., 0], logits[..., 1])
+        if hasattr(self, "answerability"):
+            outputs += (self.answerability(hidden[:, 0].astype(jnp.float32))[:, 0],)
+        if plausible_span:
+            tempting = self.plausible_outputs(hidden.astype(jnp.float32))
+            outputs += (tempting[..., 0], tempting[..., 1])
+        return outputs

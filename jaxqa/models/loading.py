@@ -30,19 +30,21 @@ def compute_dtype(dtype: str):
 
 
 def build_model(model_config: EncoderConfig, *, seed: int = 0, dtype: str = "float32", fused_attention: bool = False,
-                remat: bool = False, answerability: bool = False) -> EncoderForQuestionAnswering:
+                remat: bool = False, answerability: bool = False, plausible: bool = False) -> EncoderForQuestionAnswering:
     return EncoderForQuestionAnswering(model_config, rngs=nnx.Rngs(params=seed), dtype=compute_dtype(dtype),
-                                    fused_attention=fused_attention, remat=remat, answerability=answerability)
+                                    fused_attention=fused_attention, remat=remat, answerability=answerability,
+                                    plausible=plausible)
 
 
 def load_model(model_path: str | Path | None = None, *, seed: int = 0, dtype: str = "float32",
                from_pretrained: bool = True, cache_dir: str | None = None, mesh=None, fused_attention: bool = False,
-               remat: bool = False, answerability: bool | None = None):
+               remat: bool = False, answerability: bool | None = None, plausible: bool = False):
     """(graphdef, params, model_config) of a Hugging Face encoder directory or Hub id (the packaged
     MiniLM when None), of the family its config.json names (`jaxqa.models.families`). A checkpoint
     without a QA head gets a fresh one; with `from_pretrained=False` everything keeps its random initialisation (config.json only).
     `answerability`: whether the model has the answerability head (`EncoderForQuestionAnswering`), read from
     `weights.ANSWERABILITY_FILE` where the directory has it, else fresh; None: as the directory says.
+    `plausible`: with a fresh auxiliary span head (--plausible_answer_loss_weight; never saved).
 
     Parameters are created where they live on `mesh` (the first device by default): checkpoint
     tensors go from host memory straight to their shards, fresh ones are initialised sharded, so
@@ -55,7 +57,8 @@ def load_model(model_path: str | Path | None = None, *, seed: int = 0, dtype: st
     if saved_head and not answerability:
         log.info("%s: its answerability head (%s) is not used (--answerability_head is off)", model_dir,
                  weights.ANSWERABILITY_FILE)
-    options = dict(seed=seed, dtype=dtype, fused_attention=fused_attention, remat=remat, answerability=answerability)
+    options = dict(seed=seed, dtype=dtype, fused_attention=fused_attention, remat=remat, answerability=answerability,
+                   plausible=plausible)
     graphdef, abstract = nnx.split(nnx.eval_shape(lambda: build_model(model_config, **options)), nnx.Param)
     shardings = dict(_flatten(nnx.to_pure_dict(sharding.param_shardings(abstract, mesh))))
     values = dict(_flatten(nnx.to_pure_dict(abstract)))  # ShapeDtypeStructs until filled in
@@ -79,13 +82,13 @@ def load_model(model_path: str | Path | None = None, *, seed: int = 0, dtype: st
     return graphdef, abstract, model_config
 
 
-def forward(graphdef, params, batch, *, deterministic: bool = True, dropout_key=None):
+def forward(graphdef, params, batch, *, deterministic: bool = True, dropout_key=None, plausible_span: bool = False):
     """(start_logits, end_logits) of the model `graphdef` with `params` on `batch`; with an answerability head,
-    its no-answer logits [batch] third."""
+    its no-answer logits [batch] third; with `plausible_span`, the auxiliary head's start and end logits last."""
     model = nnx.merge(graphdef, params)
     rngs = None if deterministic else nnx.Rngs(dropout=dropout_key)
     return model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"],
-                 deterministic=deterministic, rngs=rngs)
+                 deterministic=deterministic, rngs=rngs, plausible_span=plausible_span)
 
 
 def _check_shapes(expected: dict, loaded: dict, source) -> None:

@@ -68,7 +68,9 @@ class Split:
 
         lists = ("ids", "questions", "contexts", "answer_texts", "answer_starts", "skipped", "unlabelled",
                  "questions_cut")
-        merged = Examples(**{name: joined(name) for name in lists},
+        plausible = {name: None if any(getattr(e, name) is None for e in examples) else joined(name)
+                     for name in ("plausible_texts", "plausible_starts")}
+        merged = Examples(**{name: joined(name) for name in lists}, **plausible,
                           is_impossible=np.concatenate([e.is_impossible for e in examples]),
                           source=",".join(e.source for e in examples))
         first_example = np.cumsum([0] + [len(e) for e in examples[:-1]])
@@ -117,7 +119,8 @@ def load_split(config: RunConfig, path: str, limit: int | None, tokenizer, repor
     as --on_eval_overlap says, among the `limit` first (--max_train_samples picks the examples; overlap is
     counted, and dropped, among those the run would train on)."""
     t0, c = time.perf_counter(), config
-    examples = load_examples(path, require_answers=require_answers, on_bad_record=c.on_bad_record)
+    examples = load_examples(path, require_answers=require_answers, on_bad_record=c.on_bad_record,
+                             plausible=training and c.plausible_answer_loss_weight > 0)
     examples, repeated = earlier.drop_repeats(path, examples) if earlier else (examples, {})
     if limit is not None:
         examples = examples.select(range(min(limit, len(examples))))
@@ -131,7 +134,7 @@ def load_split(config: RunConfig, path: str, limit: int | None, tokenizer, repor
     examples, features = checked_features(
         examples, tokenizer, training=training, on_bad_record=c.on_bad_record,
         max_seq_length=c.max_seq_length, doc_stride=c.doc_stride, max_query_length=c.max_query_length,
-        all_answers=training and c.train_on_all_answers,
+        all_answers=training and c.train_on_all_answers, plausible=examples.plausible_texts is not None,
         tokenize_fn=lambda ex, tok, **window: feature_cache.cached_tokenize(
             ex, tok, c.feature_cache, overwrite=c.overwrite_cache, **window)[0])
     found = report.add(path, examples)
@@ -152,12 +155,20 @@ def load_split(config: RunConfig, path: str, limit: int | None, tokenizer, repor
         log.warning("%s: %d question(s) are longer than --max_query_length %d tokens and were cut to it (e.g. %s); "
                     "a larger --max_query_length would keep them whole", path, len(examples.questions_cut),
                     c.max_query_length, ", ".join(examples.questions_cut[:REPORT_IDS]))
+    log.info("%s: %d examples -> %d features%s (%.1fs)", path, len(examples), len(features), _targets_note(features),
+             time.perf_counter() - t0)
+    return Split(examples, features)
+
+
+def _targets_note(features: Features) -> str:
+    """What the log line of a training file adds about the labels beyond the first answer's."""
     several = "" if features.start_targets is None else (
         f", {int(((features.start_targets > 0).sum(axis=1) > 1).sum())} of them with several answers' starts "
         "to learn (--train_on_all_answers)")
-    log.info("%s: %d examples -> %d features%s (%.1fs)", path, len(examples), len(features), several,
-             time.perf_counter() - t0)
-    return Split(examples, features)
+    if features.plausible_start_positions is None:
+        return several
+    tempting = (features.plausible_start_positions != features.start_positions).sum()
+    return f"{several}, {int(tempting)} of them with a plausible answer for the auxiliary span head"
 
 
 def plan(config: RunConfig, features: Features, batch_size: int, epoch: int | None) -> list[batching.Batch]:

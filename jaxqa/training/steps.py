@@ -38,10 +38,13 @@ def no_answer_cross_entropy(no_answer_logits, start_positions):
                                               (start_positions == 0).astype(jnp.float32))
 
 
-def summed_loss(start_logits, end_logits, batch, no_answer_logits=None, answerability_weight: float = 0.0):
+def summed_loss(start_logits, end_logits, batch, no_answer_logits=None, answerability_weight: float = 0.0,
+                plausible_logits=(), plausible_weight: float = 0.0):
     """Sum over real (weight > 0) rows of the mean of start and end cross-entropies, plus, with an
     answerability head's `no_answer_logits`, `answerability_weight` x its binary cross-entropy (ELECTRA's
-    SQuAD 2.0 loss: one objective, so the [CLS] vector learns what both heads need).
+    SQuAD 2.0 loss: one objective, so the [CLS] vector learns what both heads need), plus, with the auxiliary
+    span head's (start, end) `plausible_logits`, `plausible_weight` x the same span loss against the batch's
+    plausible_*_positions (an unanswerable question's plausible answer; Read + Verify's auxiliary loss).
 
     Weight-0 rows are selected out, not multiplied by 0: a filler row's labels may lie past the batch's
     length (NaN x 0 is NaN), and `where` also stops any non-finite value of theirs in the gradient."""
@@ -51,6 +54,10 @@ def summed_loss(start_logits, end_logits, batch, no_answer_logits=None, answerab
     if no_answer_logits is not None:
         per_example = per_example + answerability_weight * no_answer_cross_entropy(no_answer_logits,
                                                                                     batch["start_positions"])
+    if plausible_logits:
+        per_example = per_example + plausible_weight * 0.5 * (
+            span_cross_entropy(plausible_logits[0], batch["plausible_start_positions"], mask)
+            + span_cross_entropy(plausible_logits[1], batch["plausible_end_positions"], mask))
     return jnp.sum(jnp.where(batch["weights"] > 0, per_example * batch["weights"], 0.0))
 
 
@@ -108,10 +115,13 @@ def train_step(state, batch):
     micro = jax.tree.map(lambda x: x.reshape(x.shape[0] // n, n, *x.shape[1:]).swapaxes(0, 1), batch)
 
     def micro_loss(params, micro_batch, micro_key):
-        start_logits, end_logits, *no_answer = forward(state.graphdef, params, micro_batch, deterministic=False,
-                                                       dropout_key=micro_key)  # no_answer: [] without the head
+        plausible = state.plausible_weight > 0
+        start_logits, end_logits, *more = forward(state.graphdef, params, micro_batch, deterministic=False,
+                                                  dropout_key=micro_key, plausible_span=plausible)
+        no_answer, tempting = (more[:-2], more[-2:]) if plausible else (more, ())  # no_answer: [] without the head
         return summed_loss(start_logits, end_logits, micro_batch, *no_answer,
-                           answerability_weight=state.answerability_weight)
+                           answerability_weight=state.answerability_weight, plausible_logits=tempting,
+                           plausible_weight=state.plausible_weight)
 
     def accumulate(grads, inputs):
         micro_batch, i = inputs

@@ -46,6 +46,7 @@ class TrainState:
     ema_params: Any = None  # the parameters' moving average (float32, sharded like them) with --ema_decay
     ema_decay: float = struct.field(pytree_node=False, default=0.0)
     answerability_weight: float = struct.field(pytree_node=False, default=0.0)  # --answerability_loss_weight
+    plausible_weight: float = struct.field(pytree_node=False, default=0.0)  # --plausible_answer_loss_weight
     # On CPU, micro-batches are cut into pieces of about this many tokens (`steps.cache_split`; 0: never)
     micro_batch_tokens: int = struct.field(pytree_node=False, default=0)
     batch_devices: int = struct.field(pytree_node=False, default=1)  # devices a batch is split over
@@ -135,7 +136,8 @@ def create_train_state(config: RunConfig, model_path: str | Path | None = None, 
                                      cache_dir=config.cache_dir, mesh=mesh,
                                      fused_attention=not config.attention_dropout,
                                      remat=config.gradient_checkpointing,
-                                     answerability=config.answerability_head if config.do_train else None)
+                                     answerability=config.answerability_head if config.do_train else None,
+                                     plausible=config.do_train and config.plausible_answer_loss_weight > 0)
     tx, schedule = make_optimizer(config, total_steps, model_config.num_distinct_layers)
     key = jax.random.key_data(jax.random.key(config.seed + 1, impl=DROPOUT_PRNG))
     abstract = TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params,
@@ -143,6 +145,7 @@ def create_train_state(config: RunConfig, model_path: str | Path | None = None, 
                           lr_schedule=schedule, accumulation_steps=config.gradient_accumulation_steps,
                           ema_params=params if config.ema_decay else None, ema_decay=config.ema_decay,
                           answerability_weight=config.answerability_loss_weight if config.answerability_head else 0.0,
+                          plausible_weight=config.plausible_answer_loss_weight if config.do_train else 0.0,
                           micro_batch_tokens=CPU_MICRO_BATCH_TOKENS if mesh.devices.flat[0].platform == "cpu" else 0,
                           batch_devices=sharding.batch_size_multiplier(mesh))
     shardings = sharding.state_shardings(abstract, mesh)
